@@ -1,0 +1,139 @@
+"""Write and read the irt_fast weights file (docs/format.md) from torch.
+
+``save_model`` writes atomically: a temporary file in the target directory, fsync, rename. An
+interrupted export never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from irt_fast.errors import WeightsFormatError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from training.model import IrtModel, IrtNetConfig, build_model
+
+FORMAT = "irt_fast"
+FORMAT_VERSION = "1"
+
+
+def build_metadata(
+    cfg: IrtNetConfig,
+    llm_names: list[str],
+    embedder: dict[str, Any],
+    training: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    if len(llm_names) != cfg.n_llms:
+        raise ValueError(f"{len(llm_names)} LLM names for a model of {cfg.n_llms} LLMs")
+    if len(set(llm_names)) != len(llm_names):
+        raise ValueError("LLM names must be unique")
+    if int(embedder.get("dim", -1)) != cfg.embed_dim:
+        raise ValueError(
+            f"embedder dim {embedder.get('dim')} does not match embed_dim {cfg.embed_dim}"
+        )
+    emb = {
+        "name": str(embedder["name"]),
+        "dim": int(embedder["dim"]),
+        "normalize": bool(embedder.get("normalize", True)),
+    }
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": json.dumps(cfg.to_json()),
+        "llm_names": json.dumps(list(llm_names)),
+        "embedder": json.dumps(emb),
+    }
+    if training is not None:
+        meta["training"] = json.dumps(training, default=str)
+    return meta
+
+
+def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
+    """Call ``write(tmp_path)`` then move the result over ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_model(
+    model: IrtModel,
+    path: str | os.PathLike[str],
+    *,
+    llm_names: list[str],
+    embedder: dict[str, Any],
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Export ``model`` (any method) to one safetensors file, atomically."""
+    meta = build_metadata(model.cfg, llm_names, embedder, training)
+    tensors = {
+        k: v.detach().to("cpu", torch.float32).contiguous()
+        for k, v in model.export_tensors().items()
+    }
+    for name, t in tensors.items():
+        if not torch.isfinite(t).all():
+            raise ValueError(f"refusing to export: tensor {name!r} holds NaN or Inf")
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed ``__metadata__`` of a weights file (config as IrtNetConfig)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise WeightsFormatError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if raw.get("format") != FORMAT:
+        raise WeightsFormatError(
+            f"{path}: not an irt_fast weights file (format={raw.get('format')!r})"
+        )
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise WeightsFormatError(
+            f"{path}: format version {raw.get('format_version')!r}, this reader supports {FORMAT_VERSION!r}"
+        )
+    try:
+        return {
+            "config": IrtNetConfig.from_json(json.loads(raw["config"])),
+            "llm_names": json.loads(raw["llm_names"]),
+            "embedder": json.loads(raw["embedder"]),
+            "training": json.loads(raw["training"]) if "training" in raw else None,
+        }
+    except (KeyError, ValueError, TypeError) as exc:
+        raise WeightsFormatError(f"{path}: bad metadata ({exc})") from exc
+
+
+def load_torch(
+    path: str | os.PathLike[str], device: str = "cpu"
+) -> tuple[IrtModel, dict[str, Any]]:
+    """Rebuild the torch model from a weights file; returns (model in eval mode, metadata)."""
+    meta = read_metadata(path)
+    model = build_model(meta["config"])
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise WeightsFormatError(f"{path}: cannot read tensors ({exc})") from exc
+    try:
+        model.load_exported(tensors)
+    except (KeyError, ValueError) as exc:
+        raise WeightsFormatError(f"{path}: {exc}") from exc
+    return model.to(device).eval(), meta

@@ -1,0 +1,328 @@
+"""IrtNet and its baselines as torch modules: P(correct | m, q) = sigmoid(α(v_q)·θ_m − β(v_q) + b_m).
+
+No I/O here: see training/export.py for the weights file and docs/format.md for its layout.
+Every model is an ``IrtModel``: an *item network* (query embedding → α, β) plus a θ table and an
+optional per-LLM offset. The item networks are
+
+- ``MoEItemNet`` ("irtnet"): shared + routed experts, a gate, α/β heads. ``n_routed = 0`` is the
+  plain-MLP ablation (one expert of the same shape, or wider via ``hidden_dim``).
+- ``MFItemNet`` ("mf"): EmbedLLM matrix factorisation, α = w ⊙ (P v + p), β = −c.
+- ``JEIrtItemNet`` ("jeirt"): JE-IRT, b = MLP(v), α = b/‖b‖, β = ‖b‖.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+METHODS = ("irtnet", "mf", "jeirt")
+
+
+@dataclass(frozen=True)
+class IrtNetConfig:
+    """Model sizes. The fields written to the weights file are those of docs/format.md."""
+
+    method: str = "irtnet"
+    embed_dim: int = 768
+    d: int = 232
+    n_llms: int = 1
+    llm_bias: bool = True
+    hidden_dim: int = 512
+    expert_dim: int = 256
+    n_shared: int = 1
+    n_routed: int = 39
+    top_k: int = 0  # 0 means "all routed experts" (the dense reference)
+    dropout: float = 0.5
+    # Step size of the auxiliary-loss-free load-balancing bias (DeepSeek-V3). With top_k ==
+    # n_routed every expert is selected for every query, the load is uniform and the bias
+    # never moves: it only matters in sparse top-k mode.
+    balance_rate: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        for name in ("embed_dim", "d", "n_llms", "hidden_dim", "expert_dim"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.n_shared < 0 or self.n_routed < 0 or self.n_shared + self.n_routed == 0:
+            raise ValueError("need at least one expert (n_shared + n_routed > 0)")
+        if self.top_k == 0 and self.n_routed > 0:
+            object.__setattr__(self, "top_k", self.n_routed)
+        if self.n_routed > 0 and not 1 <= self.top_k <= self.n_routed:
+            raise ValueError(f"top_k must be in 1..n_routed={self.n_routed}, got {self.top_k}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as written to the weights file (training-only fields included; readers
+        ignore keys they do not know)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> IrtNetConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in known})
+
+    def with_(self, **changes: Any) -> IrtNetConfig:
+        return replace(self, **changes)
+
+
+def _linear_init_(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
+    """nn.Linear's default init (kaiming-uniform with a=√5, i.e. U(±1/√fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    nn.init.uniform_(weight, -bound, bound)
+    if bias is not None:
+        nn.init.uniform_(bias, -bound, bound)
+
+
+class MoEItemNet(nn.Module):
+    """Dense (or top-k) mixture of experts → α, β.
+
+    Experts are stored stacked (``w1: [E, hidden, in]`` …) rather than as a ModuleList: the
+    first layers of all experts then run as one GEMM, the second layers as one batched GEMM,
+    and the export is a plain copy. Experts ``0..n_shared-1`` are the shared (always-on) ones.
+    """
+
+    def __init__(self, cfg: IrtNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        e, h, o, i = cfg.n_shared + cfg.n_routed, cfg.hidden_dim, cfg.expert_dim, cfg.embed_dim
+        self.w1 = nn.Parameter(torch.empty(e, h, i))
+        self.b1 = nn.Parameter(torch.empty(e, h))
+        self.w2 = nn.Parameter(torch.empty(e, o, h))
+        self.b2 = nn.Parameter(torch.empty(e, o))
+        for k in range(e):
+            _linear_init_(self.w1.data[k], self.b1.data[k], i)
+            _linear_init_(self.w2.data[k], self.b2.data[k], h)
+        self.gate = nn.Linear(i, cfg.n_routed) if cfg.n_routed > 0 else None
+        self.register_buffer("selection_bias", torch.zeros(cfg.n_routed))
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.alpha = nn.Linear(o, cfg.d)
+        self.beta = nn.Linear(o, 1)
+        # Load counted from the last training forward, for the balancing update.
+        self._last_load: Tensor | None = None
+
+    def gate_weights(self, v: Tensor) -> Tensor:
+        """Per-query weights over the routed experts, ``[B, n_routed]``: softmax of the gate
+        logits over the top-k experts selected by (logits + selection_bias); zero elsewhere."""
+        assert self.gate is not None
+        g = self.gate(v)
+        k = self.cfg.top_k
+        if k >= self.cfg.n_routed:
+            w = torch.softmax(g, dim=-1)
+            if self.training:
+                self._last_load = torch.full_like(g[0], float(g.shape[0]))
+            return w
+        scores = (g + self.selection_bias).detach()
+        idx = _stable_topk(scores, k)
+        mask = torch.zeros_like(g, dtype=torch.bool).scatter_(1, idx, True)
+        w = torch.softmax(g.masked_fill(~mask, float("-inf")), dim=-1)
+        if self.training:
+            self._last_load = mask.sum(0).to(g.dtype)
+        return w
+
+    @torch.no_grad()
+    def update_balance(self) -> None:
+        """Auxiliary-loss-free balancing: nudge each expert's selection bias toward even load.
+        A no-op in the dense setting (every expert selected for every query)."""
+        if self._last_load is None or self.cfg.n_routed == 0:
+            return
+        load = self._last_load
+        self.selection_bias += self.cfg.balance_rate * torch.sign(load.mean() - load)
+        self._last_load = None
+
+    def hidden(self, v: Tensor) -> Tensor:
+        cfg = self.cfg
+        e, hdim = self.w1.shape[0], self.w1.shape[1]
+        b = v.shape[0]
+        # All experts' first layers as one GEMM: [B, in] x [in, E*H].
+        h1 = torch.addmm(self.b1.reshape(-1), v, self.w1.reshape(e * hdim, -1).t())
+        h1 = self.dropout(F.relu(h1)).reshape(b, e, hdim).transpose(0, 1)  # [E, B, H]
+        out = torch.baddbmm(self.b2.unsqueeze(1), h1, self.w2.transpose(1, 2))  # [E, B, O]
+        h = out[: cfg.n_shared].sum(0)
+        if cfg.n_routed > 0:
+            w = self.gate_weights(v)  # [B, R]
+            h = h + torch.einsum("br,rbo->bo", w, out[cfg.n_shared :])
+        return h
+
+    def forward(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.hidden(v)
+        return self.alpha(h), self.beta(h).squeeze(-1)
+
+    def export_tensors(self) -> dict[str, Tensor]:
+        t = {
+            "experts.w1": self.w1,
+            "experts.b1": self.b1,
+            "experts.w2": self.w2,
+            "experts.b2": self.b2,
+            "alpha.weight": self.alpha.weight,
+            "alpha.bias": self.alpha.bias,
+            "beta.weight": self.beta.weight,
+            "beta.bias": self.beta.bias,
+        }
+        if self.gate is not None:
+            t["gate.weight"] = self.gate.weight
+            t["gate.bias"] = self.gate.bias
+            t["gate.selection_bias"] = self.selection_bias
+        return t
+
+
+def _stable_topk(scores: Tensor, k: int) -> Tensor:
+    """Indices of the k largest scores per row, ties broken toward the lower index (the
+    format's rule; torch.topk leaves tie order unspecified)."""
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
+    return order[..., :k]
+
+
+class MFItemNet(nn.Module):
+    """EmbedLLM: logit = out(θ_m ⊙ proj(v)) = (out.w ⊙ proj(v))·θ_m + out.b."""
+
+    def __init__(self, cfg: IrtNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.proj = nn.Linear(cfg.embed_dim, cfg.d)
+        self.out = nn.Linear(cfg.d, 1)
+
+    def forward(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        alpha = self.proj(v) * self.out.weight[0]
+        beta = (-self.out.bias).expand(v.shape[0])
+        return alpha, beta
+
+    def export_tensors(self) -> dict[str, Tensor]:
+        return {
+            "proj.weight": self.proj.weight,
+            "proj.bias": self.proj.bias,
+            "out.weight": self.out.weight,
+            "out.bias": self.out.bias,
+        }
+
+
+class JEIrtItemNet(nn.Module):
+    """JE-IRT: b = MLP(v); direction = semantics, norm = difficulty."""
+
+    def __init__(self, cfg: IrtNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.l1 = nn.Linear(cfg.embed_dim, cfg.hidden_dim)
+        self.l2 = nn.Linear(cfg.hidden_dim, cfg.d)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        b = self.l2(self.dropout(F.relu(self.l1(v))))
+        norm = b.norm(dim=-1)
+        return b / norm.clamp_min(1e-12).unsqueeze(-1), norm
+
+    def export_tensors(self) -> dict[str, Tensor]:
+        return {
+            "mlp.w1": self.l1.weight,
+            "mlp.b1": self.l1.bias,
+            "mlp.w2": self.l2.weight,
+            "mlp.b2": self.l2.bias,
+        }
+
+
+_ITEM_NETS: dict[str, type[nn.Module]] = {
+    "irtnet": MoEItemNet,
+    "mf": MFItemNet,
+    "jeirt": JEIrtItemNet,
+}
+
+
+@dataclass
+class ThetaInit:
+    """How θ and the per-LLM offsets start. ``base_rates`` (per LLM, in (0,1)) sets each
+    offset to the logit of that LLM's training accuracy, so an untrained model already
+    predicts the per-LLM prior."""
+
+    std: float = 0.1
+    base_rates: Tensor | None = field(default=None, repr=False)
+
+
+class IrtModel(nn.Module):
+    """θ table + per-LLM offset + an item network. ``forward`` scores (query, LLM) pairs."""
+
+    def __init__(self, cfg: IrtNetConfig, theta_init: ThetaInit | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.item_net = _ITEM_NETS[cfg.method](cfg)
+        init = theta_init or ThetaInit()
+        self.theta = nn.Parameter(torch.randn(cfg.n_llms, cfg.d) * init.std)
+        if cfg.llm_bias:
+            b = torch.zeros(cfg.n_llms)
+            if init.base_rates is not None:
+                p = init.base_rates.to(torch.float32).clamp(1e-3, 1 - 1e-3)
+                b = torch.log(p) - torch.log1p(-p)
+            self.llm_bias = nn.Parameter(b)
+        else:
+            self.register_parameter("llm_bias", None)
+
+    def item_params(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """α ``[B, d]`` and β ``[B]`` for query embeddings ``v [B, embed_dim]``."""
+        return self.item_net(v)
+
+    def pair_logits(self, alpha: Tensor, beta: Tensor, q: Tensor, m: Tensor) -> Tensor:
+        """Logits of the pairs (q[i], m[i]); q indexes rows of alpha/beta, m LLMs."""
+        logit = (alpha[q] * self.theta[m]).sum(-1) - beta[q]
+        if self.llm_bias is not None:
+            logit = logit + self.llm_bias[m]
+        return logit
+
+    def logits(self, v: Tensor) -> Tensor:
+        """Logits for every LLM, ``[B, n_llms]``."""
+        alpha, beta = self.item_params(v)
+        out = alpha @ self.theta.t() - beta.unsqueeze(-1)
+        if self.llm_bias is not None:
+            out = out + self.llm_bias
+        return out
+
+    def predict_proba(self, v: Tensor) -> Tensor:
+        return torch.sigmoid(self.logits(v))
+
+    def update_balance(self) -> None:
+        if isinstance(self.item_net, MoEItemNet):
+            self.item_net.update_balance()
+
+    def export_tensors(self) -> dict[str, Tensor]:
+        t = dict(self.item_net.export_tensors())  # type: ignore[operator]
+        t["theta"] = self.theta
+        if self.llm_bias is not None:
+            t["llm_bias"] = self.llm_bias
+        return t
+
+    def load_exported(self, tensors: dict[str, Tensor]) -> None:
+        """Inverse of ``export_tensors``: copy tensors (by export name) into this model."""
+        own = self.export_tensors()
+        missing = sorted(set(own) - set(tensors))
+        if missing:
+            raise KeyError(f"missing tensors: {missing}")
+        with torch.no_grad():
+            for name, dst in own.items():
+                src = tensors[name]
+                if tuple(src.shape) != tuple(dst.shape):
+                    raise ValueError(
+                        f"tensor {name!r}: expected shape {tuple(dst.shape)}, got {tuple(src.shape)}"
+                    )
+                dst.copy_(src)
+
+
+def build_model(cfg: IrtNetConfig, theta_init: ThetaInit | None = None) -> IrtModel:
+    return IrtModel(cfg, theta_init)
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def mlp_config_matching(cfg: IrtNetConfig) -> IrtNetConfig:
+    """The paper's no-MoE ablation: one expert whose hidden width gives about the same
+    parameter count as ``cfg``'s mixture (gate included)."""
+    e = cfg.n_shared + cfg.n_routed
+    per_hidden = cfg.embed_dim + 1 + cfg.expert_dim  # w1 row + b1 + w2 column
+    moe = e * (cfg.hidden_dim * per_hidden + cfg.expert_dim) + cfg.n_routed * (cfg.embed_dim + 1)
+    hidden = max(1, round((moe - cfg.expert_dim) / per_hidden))
+    return cfg.with_(n_shared=1, n_routed=0, top_k=0, hidden_dim=hidden)
