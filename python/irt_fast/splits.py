@@ -1,0 +1,214 @@
+"""Seeded splits of a dataset by question (train / val / test), split files, subsamples.
+
+Every split here is by query: a query's responses from all LLMs land in the same part, so test
+questions are never seen in training.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from .errors import DataError, InputError
+
+if TYPE_CHECKING:
+    from .data import Dataset
+
+__all__ = [
+    "SPLIT_NAMES",
+    "fixed_split",
+    "leave_one_benchmark_out",
+    "read_split_file",
+    "subsample",
+    "write_split_file",
+]
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _ids(query_ids: Iterable[int] | np.ndarray, what: str = "query_ids") -> np.ndarray:
+    if isinstance(query_ids, np.ndarray):
+        ids = query_ids
+    elif hasattr(query_ids, "to_numpy"):  # polars / pandas series
+        ids = np.asarray(query_ids.to_numpy())
+    else:
+        ids = np.asarray(list(query_ids))
+    if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
+        raise InputError(
+            f"{what} must be a 1-D sequence of integer ids, got {ids.dtype} {ids.shape}"
+        )
+    ids = np.sort(ids.astype(np.int64))
+    if ids.size > 1 and np.any(ids[1:] == ids[:-1]):
+        dup = ids[1:][ids[1:] == ids[:-1]][0]
+        raise InputError(f"{what} contains duplicates, e.g. {int(dup)}")
+    return ids
+
+
+def fixed_split(
+    query_ids: Iterable[int] | np.ndarray,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """The project's reference split by question.
+
+    Recipe (keep it exactly, results are compared across runs with it): sort the unique query
+    ids, permute them with ``numpy.random.default_rng(seed).permutation``, then the first
+    ``n_train = int(fractions[0] * n)`` ids are train, the next ``n_val = int(fractions[1] * n)``
+    are val and the rest (``n - n_train - n_val``) test. ``int`` truncates, so rounding leftovers
+    go to test: MMLU-Pro's 12,032 questions give 9,625 / 1,203 / 1,204.
+
+    Returns:
+        {"train", "val", "test"} -> sorted int64 id arrays (disjoint, covering all ids).
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise InputError(f"fractions must be 3 non-negative numbers summing to 1, got {fractions}")
+    ids = _ids(query_ids)
+    n = len(ids)
+    perm = np.random.default_rng(seed).permutation(ids)
+    n_train = int(fractions[0] * n)
+    n_val = int(fractions[1] * n)
+    return {
+        "train": np.sort(perm[:n_train]),
+        "val": np.sort(perm[n_train : n_train + n_val]),
+        "test": np.sort(perm[n_train + n_val :]),
+    }
+
+
+def subsample(ids: Iterable[int] | np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` of ``ids`` drawn without replacement, sorted.
+
+    Nested for one seed: ``subsample(ids, 1000, s)`` is a subset of ``subsample(ids, 5000, s)``
+    (both are prefixes of one seeded permutation), so a training-size curve adds data rather
+    than redrawing it.
+    """
+    arr = _ids(ids, "ids")
+    if not 0 <= n <= len(arr):
+        raise InputError(f"cannot draw {n} of {len(arr)} ids")
+    return np.sort(np.random.default_rng(seed).permutation(arr)[:n])
+
+
+def leave_one_benchmark_out(
+    dataset: Dataset, benchmark: str, val_fraction: float = 0.1, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Test = every query of ``benchmark``; the other queries are split into train / val
+    (``n_val = int(val_fraction * n_rest)`` of a seeded permutation, as in ``fixed_split``)."""
+    if not 0 <= val_fraction < 1:
+        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    bench = dataset.benchmarks
+    ids = dataset.queries["query_id"].to_numpy()
+    in_b = bench == benchmark
+    if not in_b.any():
+        known = ", ".join(sorted(set(bench.tolist())))
+        raise DataError(f"{dataset.source}: no query of benchmark {benchmark!r} (known: {known})")
+    rest = np.random.default_rng(seed).permutation(ids[~in_b])
+    n_val = int(val_fraction * len(rest))
+    return {
+        "train": np.sort(rest[n_val:]),
+        "val": np.sort(rest[:n_val]),
+        "test": np.sort(ids[in_b]),
+    }
+
+
+def write_split_file(split: dict[str, np.ndarray], path: str | os.PathLike[str]) -> Path:
+    """Write a split as a table (query_id, split) to ``.csv`` or ``.parquet``, atomically."""
+    p = Path(path)
+    unknown = set(split) - set(SPLIT_NAMES)
+    if unknown:
+        raise InputError(f"unknown split names {sorted(unknown)}; use {SPLIT_NAMES}")
+    parts = [
+        pl.DataFrame(
+            {
+                "query_id": np.asarray(split[name], dtype=np.int64),
+                "split": [name] * len(split[name]),
+            },
+            schema={"query_id": pl.Int64, "split": pl.String},
+        )
+        for name in SPLIT_NAMES
+        if name in split
+    ]
+    df = pl.concat(parts).sort("query_id")
+    dup = df["query_id"].is_duplicated()
+    if dup.any():
+        raise InputError(f"query id {df['query_id'][int(dup.arg_true()[0])]} is in two splits")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    if p.suffix == ".parquet":
+        df.write_parquet(tmp)
+    elif p.suffix == ".csv":
+        df.write_csv(tmp)
+    else:
+        raise InputError(f"{p}: split files are .csv or .parquet")
+    os.replace(tmp, p)
+    return p
+
+
+def read_split_file(
+    path: str | os.PathLike[str],
+    dataset: Dataset | Iterable[int] | np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Read a split table (query_id, split in {train, val, test}).
+
+    Args:
+        dataset: a Dataset or the known query ids; when given, every id must be one of them.
+
+    Returns:
+        {"train", "val", "test"} -> sorted int64 arrays (empty if the file has none).
+
+    Raises:
+        DataError: missing column, unknown split name, duplicate or unknown id (with the row).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"split file does not exist: {p}")
+    try:
+        if p.suffix == ".parquet":
+            df = pl.read_parquet(p)
+        elif p.suffix == ".csv":
+            df = pl.read_csv(p, infer_schema=False)
+        else:
+            raise DataError(f"{p}: split files are .csv or .parquet")
+    except pl.exceptions.PolarsError as e:
+        raise DataError(f"{p}: cannot be read: {e}") from e
+    missing = [c for c in ("query_id", "split") if c not in df.columns]
+    if missing:
+        raise DataError(f"{p}: missing column(s) {missing} (found: {df.columns})")
+    line = (lambda r: f" (line {r + 2})") if p.suffix == ".csv" else (lambda r: "")
+    qid = df["query_id"].cast(pl.Int64, strict=False)
+    bad = qid.is_null()
+    if bad.any():
+        r = int(bad.arg_true()[0])
+        raise DataError(
+            f"{p}: column 'query_id', row {r}{line(r)}: {df['query_id'][r]!r} is not an id"
+        )
+    split = df["split"].cast(pl.String)
+    bad = ~split.is_in(list(SPLIT_NAMES)).fill_null(False)
+    if bad.any():
+        r = int(bad.arg_true()[0])
+        raise DataError(
+            f"{p}: column 'split', row {r}{line(r)}: {split[r]!r} is not one of {SPLIT_NAMES}"
+        )
+    dup = qid.is_duplicated()
+    if dup.any():
+        rows = dup.arg_true()
+        r = int(rows[1]) if len(rows) > 1 else int(rows[0])
+        raise DataError(f"{p}: column 'query_id', row {r}{line(r)}: duplicate id {qid[r]}")
+    if dataset is not None:
+        known = (
+            dataset.queries["query_id"].to_numpy()
+            if hasattr(dataset, "queries")
+            else np.asarray(list(dataset) if not isinstance(dataset, np.ndarray) else dataset)
+        )
+        unknown = ~np.isin(qid.to_numpy(), known)
+        if unknown.any():
+            r = int(np.argmax(unknown))
+            raise DataError(
+                f"{p}: column 'query_id', row {r}{line(r)}: id {qid[r]} is not in the dataset "
+                f"({int(unknown.sum())} unknown ids)"
+            )
+    ids = qid.to_numpy()
+    sp = split.to_numpy()
+    return {name: np.sort(ids[sp == name]) for name in SPLIT_NAMES}
