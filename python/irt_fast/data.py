@@ -579,9 +579,8 @@ def _label_column(df: pl.DataFrame, col: str, file: Path) -> pl.Series:
     if dt == pl.Boolean:
         out = s.cast(pl.Int8)
     elif dt.is_integer() or dt.is_float():
-        out = s.cast(pl.Int8, strict=False)
-        ok = s.is_in([0, 1]).fill_null(False)
-        out = pl.Series(np.where(ok.to_numpy(), out.fill_null(0).to_numpy(), -1), dtype=pl.Int8)
+        v = s.cast(pl.Float64).fill_null(-1.0).to_numpy()
+        out = pl.Series(np.where((v == 0.0) | (v == 1.0), v, -1).astype(np.int8))
     elif dt == pl.String:
         out = (
             s.str.strip_chars()
