@@ -1,0 +1,17 @@
+//! irt_fast's inference engine: load a weights file, score query embeddings against every LLM,
+//! route and predict accuracy. The core is pure Rust; `py` (feature `python`) is the thin
+//! PyO3 layer that becomes `irt_fast._core`.
+
+pub mod error;
+pub mod infer;
+pub mod linalg;
+pub mod model;
+pub mod weights;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use error::{Error, Result};
+pub use infer::Engine;
+pub use model::Model;
+pub use weights::{Config, Method, Weights};
