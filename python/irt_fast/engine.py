@@ -265,7 +265,7 @@ class Model:
             feed(q, lab)
         if not counts or sum(counts) == 0:
             raise InputError("x holds no queries")
-        acc = [s / c for s, c in zip(sums, counts)]
+        acc = [s / c for s, c in zip(sums, counts, strict=True)]
         if as_frame:
             import polars as pl
 
@@ -282,8 +282,8 @@ class Model:
                     rows["n"].append(counts[g])
             return pl.DataFrame(rows)
         if not grouped:
-            return dict(zip(self.llm_names, acc[0].tolist()))
-        return {key: dict(zip(self.llm_names, acc[g].tolist())) for key, g in labels.items()}
+            return dict(zip(self.llm_names, acc[0].tolist(), strict=True))
+        return {key: dict(zip(self.llm_names, acc[g].tolist(), strict=True)) for key, g in labels.items()}
 
     def _chunks(self, x: Any, groups: Any, chunk_size: int) -> Iterable[tuple[Any, Any]]:
         """(queries, labels) pieces of at most ``chunk_size`` rows."""
