@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from irt_fast.data import Dataset, load_dataset, write_dataset
 from irt_fast.errors import DataError, InputError
 
@@ -382,3 +384,45 @@ def test_mmlu_pro_counts(mmlu_pro):
     np.testing.assert_allclose(norms, 1.0, atol=1e-4)
     acc = ds.responses.group_by("model").agg(pl.col("correct").mean()).sort("correct")
     assert 0.15 < acc["correct"][0] < 0.25 and 0.65 < acc["correct"][-1] < 0.75
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from(["m1", "m2", "m3"]), st.integers(0, 4), st.integers(0, 1)),
+        min_size=1,
+        max_size=60,
+    ),
+    sparse=st.booleans(),
+)
+def test_majority_vote_matches_reference(tmp_path_factory, rows, sparse):
+    """Vectorised loading equals a plain-Python majority vote (also for sparse huge ids)."""
+    scale = 10**12 if sparse else 1  # sparse ids take the hash-join lookup path
+    d = tmp_path_factory.mktemp("mv")
+    make_dir(
+        d,
+        responses={
+            "model": [r[0] for r in rows],
+            "query_id": [r[1] * scale for r in rows],
+            "correct": [r[2] for r in rows],
+        },
+        queries={
+            "query_id": [i * scale for i in range(5)],
+            "text": [f"t{i}" for i in range(5)],
+            "benchmark": ["b"] * 5,
+        },
+    )
+    ds = load_dataset(d)
+    votes: dict[tuple[str, int], list[int]] = {}
+    for m, q, c in rows:
+        votes.setdefault((m, q * scale), []).append(c)
+    want = {k: int(2 * sum(v) >= len(v)) for k, v in votes.items()}
+    got = {(m, q): c for m, q, c in ds.responses.select("model", "query_id", "correct").iter_rows()}
+    assert got == want
+    assert ds.n_merged == len(rows) - len(want)
+    assert ds.llm_names == sorted({r[0] for r in rows})
+    assert ds.responses["q_idx"].to_list() == [q // scale for q in ds.responses["query_id"]]
+    keys = ds.responses.select("llm_idx", "q_idx").rows()
+    assert keys == sorted(keys)

@@ -314,13 +314,18 @@ def _assemble(
     llm_names = model.unique().sort().to_list()
     llm_idx = model.cast(pl.Enum(llm_names)).to_physical().cast(pl.Int32)
     n_q = queries.height
-    key = llm_idx.to_numpy().astype(np.int64) * n_q + q_idx
-    df = pl.DataFrame({"key": key, "correct": correct})
-    n_rows = df.height
-    merged = (
-        df.group_by("key").agg(pos=pl.col("correct").cast(pl.Int32).sum(), n=pl.len()).sort("key")
-    )
-    n_merged = n_rows - merged.height
+    # Majority vote over repeated (model, query) rows with one int64 sort: pack (pair key,
+    # label) as 2 * key + label, sort, then count rows and correct labels per run of keys.
+    packed = (llm_idx.to_numpy().astype(np.int64) * n_q + q_idx) * 2 + correct.to_numpy()
+    packed.sort()
+    n_rows = len(packed)
+    pair = packed >> 1
+    starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+    keys = pair[starts]
+    n_per = np.diff(np.r_[starts, n_rows])
+    pos_per = np.add.reduceat(packed & 1, starts) if len(starts) else np.zeros(0, np.int64)
+    del packed, pair
+    n_merged = n_rows - len(keys)
     if n_merged:
         log.info(
             "%s: %d repeated (model, query) answers merged by majority vote (ties count as "
@@ -328,7 +333,6 @@ def _assemble(
             source,
             n_merged,
         )
-    keys = merged["key"].to_numpy()
     l_idx = (keys // n_q).astype(np.int32)
     qq = (keys % n_q).astype(np.int32)
     names = pl.Series("model", llm_names, dtype=pl.String)
@@ -336,7 +340,7 @@ def _assemble(
         {
             "model": names.gather(l_idx),
             "query_id": pl.Series(_q_ids_of(queries)[qq], dtype=pl.Int64),
-            "correct": ((2 * merged["pos"].to_numpy()) >= merged["n"].to_numpy()).astype(np.int8),
+            "correct": (2 * pos_per >= n_per).astype(np.int8),
             "llm_idx": pl.Series(l_idx, dtype=pl.Int32),
             "q_idx": pl.Series(qq, dtype=pl.Int32),
         }
@@ -612,17 +616,23 @@ def _check_unique(ids: np.ndarray, file: Path, col: str) -> None:
         )
 
 
-def _lookup(sorted_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Position of each value in ``sorted_ids`` (ascending) or -1: O(n log m), vectorised."""
-    if not len(sorted_ids):
+def _lookup(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Position of each value in ``ids`` (unique, any order) or -1; vectorised, no sort of
+    ``values``: a direct table when the id range is compact, else a hash join."""
+    values = np.asarray(values, dtype=np.int64)
+    if not len(ids):
         return np.full(len(values), -1, dtype=np.int64)
-    if np.any(sorted_ids[1:] < sorted_ids[:-1]):
-        order = np.argsort(sorted_ids, kind="stable")
-        pos = _lookup(sorted_ids[order], values)
-        return np.where(pos >= 0, order[np.maximum(pos, 0)], -1)
-    pos = np.searchsorted(sorted_ids, values)
-    pos_c = np.minimum(pos, len(sorted_ids) - 1)
-    return np.where(sorted_ids[pos_c] == values, pos_c, -1)
+    lo, hi = int(ids.min()), int(ids.max())
+    if hi - lo < 8 * len(ids) + 1_000_000:
+        table = np.full(hi - lo + 1, -1, dtype=np.int64)
+        table[ids - lo] = np.arange(len(ids))
+        inside = (values >= lo) & (values <= hi)
+        out = np.full(len(values), -1, dtype=np.int64)
+        out[inside] = table[values[inside] - lo]
+        return out
+    right = pl.DataFrame({"v": ids, "i": np.arange(len(ids), dtype=np.int64)})
+    joined = pl.DataFrame({"v": values}).join(right, on="v", how="left", maintain_order="left")
+    return joined["i"].fill_null(-1).to_numpy()
 
 
 # ----------------------------------------------------------------------------------------------
