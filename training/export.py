@@ -58,7 +58,10 @@ def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
     """Call ``write(tmp_path)`` then move the result over ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Keep the final suffix on the temp name: writers may dispatch on it.
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     try:
         write(tmp)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from irt_fast.splits import write_split_file
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
@@ -403,10 +404,15 @@ def demo_report(model: IrtModel, ds: Any, truth: Any, device: torch.device) -> d
         v = torch.from_numpy(np.ascontiguousarray(ds.embeddings)).to(device)
         alpha, beta = model.item_params(v)
         P = model.predict_proba(v).cpu().numpy()
+        # β is identified only up to θ → θ + c, β → β + α·c: compare the difficulty for the
+        # average LLM, β − α·θ̄, which the logits pin down.
+        bias = model.llm_bias.mean() if model.llm_bias is not None else 0.0
+        learned = (beta - alpha @ model.theta.mean(0) - bias).cpu().numpy()
+    true = truth.beta - truth.alpha @ truth.theta.mean(0)
     return {
-        "pearson_beta": pearson(beta.cpu().numpy(), truth.beta),
-        "pearson_P": pearson(P, truth.P),
-        "pearson_llm_accuracy": pearson(P.mean(0), truth.P.mean(0)),
+        "pearson_beta": pearson(learned, true),
+        "pearson_P": pearson(P, truth.prob.T),
+        "pearson_llm_accuracy": pearson(P.mean(0), truth.prob.mean(1)),
     }
 
 
@@ -469,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         embedder=emb_info,
         training=training_meta,
     )
-    _write_split(split, out / "split.csv")
+    write_split_file(split, out / "split.csv")  # atomic itself
     atomic_write(
         out / "metrics.json",
         lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2, default=float)),
@@ -477,12 +483,6 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_text(metrics), flush=True)
     print(f"wrote {out / 'model.safetensors'}, metrics.json, split.csv, log.jsonl", flush=True)
     return 0
-
-
-def _write_split(split: dict[str, np.ndarray], path: Path) -> None:
-    from irt_fast.splits import write_split_file
-
-    atomic_write(path, lambda tmp: write_split_file(split, tmp))
 
 
 def summary_text(metrics: dict[str, Any]) -> str:
