@@ -426,3 +426,15 @@ def test_majority_vote_matches_reference(tmp_path_factory, rows, sparse):
     assert ds.responses["q_idx"].to_list() == [q // scale for q in ds.responses["query_id"]]
     keys = ds.responses.select("llm_idx", "q_idx").rows()
     assert keys == sorted(keys)
+
+
+def test_float_query_ids(tmp_path):
+    """Float ids (pandas writes ints with NaN as floats) are accepted when whole."""
+    q = {"query_id": [30.0, 10.0, 20.0], "text": ["a", "b", "c"], "benchmark": ["x"] * 3}
+    ds = load_dataset(make_dir(tmp_path, queries=q, fmt="jsonl"))
+    assert ds.queries["query_id"].to_list() == [10, 20, 30]
+    d = tmp_path / "frac"
+    d.mkdir()
+    q["query_id"] = [30.0, 10.5, 20.0]
+    with pytest.raises(DataError, match=r"queries.jsonl: column 'query_id', row 1: 10.5"):
+        load_dataset(make_dir(d, queries=q, fmt="jsonl"))

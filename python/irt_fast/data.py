@@ -154,7 +154,7 @@ class Dataset:
     def summary(self) -> str:
         n_pairs = self.n_responses
         density = n_pairs / max(1, self.n_llms * self.n_queries)
-        acc = float(self.responses["correct"].mean() or 0.0) if n_pairs else float("nan")
+        acc = float(self.responses["correct"].to_numpy().mean()) if n_pairs else float("nan")
         n_bench = self.queries["benchmark"].n_unique()
         emb = "none" if self.embeddings is None else f"{self.embeddings.shape[1]}-d"
         return (
@@ -537,8 +537,8 @@ def _int_column(df: pl.DataFrame, col: str, file: Path) -> pl.Series:
         out = s.str.strip_chars().cast(pl.Int64, strict=False)
     elif s.dtype.is_float():
         out = s.cast(pl.Int64, strict=False)
-        out = pl.Series(np.where(s.to_numpy() == out.fill_null(0).to_numpy(), out, None))
-        out = out.cast(pl.Int64)
+        whole = pl.Series(s.to_numpy() == out.fill_null(0).to_numpy())
+        out = out.zip_with(whole, pl.Series([None] * len(s), dtype=pl.Int64))
     else:
         raise DataError(f"{file}: column '{col}' must hold integer ids, not {s.dtype}")
     if out.null_count():

@@ -414,7 +414,11 @@ def embed_texts(
     if bad is not None:
         raise InputError(f"texts[{bad}] is {type(texts[bad]).__name__}, not str")
     is_obj = not isinstance(embedder, str | os.PathLike)
-    identity = _encoder_name(embedder) if is_obj else _resolve(embedder)[0]
+    identity = (
+        _resolve(embedder)[0]
+        if isinstance(embedder, str | os.PathLike)
+        else _encoder_name(embedder)
+    )
 
     index: dict[str, int] = {}
     inverse = np.fromiter((index.setdefault(t, len(index)) for t in texts), np.int64, len(texts))
@@ -425,7 +429,8 @@ def embed_texts(
         else None
     )
     keys = text_keys(uniq) if cache is not None else None
-    if cache is not None and len(cache):
+    vecs: np.ndarray | None
+    if cache is not None and keys is not None and len(cache):
         found, vecs = cache.lookup(keys)
     else:
         found, vecs = np.zeros(len(uniq), dtype=bool), None
@@ -433,10 +438,11 @@ def embed_texts(
     missing = np.flatnonzero(~found)
 
     if len(missing) or vecs is None:
-        if is_obj:
-            model = embedder
-        else:
+        model: Any
+        if isinstance(embedder, str | os.PathLike):
             _, model, is_obj = _load_model(embedder, device)
+        else:
+            model = embedder
         if vecs is None and not len(missing):  # no texts at all: ask for the dimension
             if is_obj:
                 dim = int(np.asarray(model.encode(["dimension probe"], batch_size=1)).shape[1])
@@ -476,7 +482,8 @@ def _embed_missing(
     """Embed ``todo`` into ``out[rows]`` (``out`` is allocated from the first batch's width
     when None) and return ``out``."""
     if not todo:
-        assert out is not None
+        if out is None:
+            raise EmbedderError("internal: nothing to embed and no output array")
         return out
     from tqdm.auto import tqdm
 
@@ -513,14 +520,16 @@ def _embed_missing(
             _STATS["texts_embedded"] += len(batch)
             pending.extend(rows[sel].tolist())
             bar.update(len(batch))
-            if cache is not None and len(pending) >= SHARD_SIZE:
+            if cache is not None and keys is not None and len(pending) >= SHARD_SIZE:
                 cache.add(keys[pending], out[pending])
                 pending = []
     finally:
         # keep what was computed even when interrupted
-        if cache is not None and pending:
+        if cache is not None and keys is not None and out is not None and pending:
             cache.add(keys[pending], out[pending])
         bar.close()
+    if out is None:
+        raise EmbedderError("internal: the embedder produced no output")
     return out
 
 
