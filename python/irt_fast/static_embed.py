@@ -44,11 +44,20 @@ def is_static_dir(path: str | os.PathLike[str]) -> bool:
             return json.loads((p / META_FILE).read_text()).get("kind") == KIND
         except (OSError, ValueError):
             return False
-    try:  # a plain model2vec folder
-        cfg = json.loads((p / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return cfg.get("model_type") == "model2vec" or "hidden_dim" in cfg and "modules.json" not in os.listdir(p)
+    return "embeddings" in _safetensors_names(p / "model.safetensors")  # a plain model2vec folder
+
+
+def _safetensors_names(file: Path) -> set[str]:
+    """Tensor names in a safetensors file's header (no data read); empty when unreadable."""
+    try:
+        with open(file, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n < 100_000_000:
+                return set()
+            header = json.loads(f.read(n))
+        return {k for k in header if k != "__metadata__"}
+    except (OSError, ValueError, AttributeError):
+        return set()
 
 
 def handles(name_or_path: str | os.PathLike[str]) -> bool:

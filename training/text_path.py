@@ -1,0 +1,394 @@
+"""Issue 5 experiment: from text to route, per embedder — speed and what it costs in accuracy.
+
+    python -m training.text_path --data ../shared/data/mmlu_pro --out runs/text_path [--quick]
+
+For every embedder (ids from ``irt_fast.models``; built offline by
+``python -m irt_fast.models setup``):
+
+1. embeds all questions once (the reference ``all-mpnet-base-v2`` reuses the shared
+   ``query_embeddings.parquet``: it *is* that model's output) into a dataset directory
+   ``EMB_ROOT/emb_<id>/`` (query_embeddings.parquet + copies of queries/responses);
+2. trains an IrtNet on those vectors with ``python -m training.fit`` (fixed split, seed 0; the
+   network input follows the embedding dimension; the export records the embedder id);
+   an embedder whose vectors equal another's up to float error (ONNX fp32 = MiniLM) reuses
+   that model;
+3. measures texts/s end to end — Python strings → embedder → Rust engine ``route`` → decision —
+   at batch 1 and batch 256, on questions drawn from the test split; embedding caches are never
+   involved (the embedder object is called directly, then ``Model.route`` on the array);
+4. checks that ``irt_fast.route(list_of_texts, model=m)`` works for the model (offline).
+
+Writes ``OUT/text_path.json`` and ``OUT/text_path.md`` (the table for the README). The
+recommended production setting is the fastest embedder (batch-256 texts/s) whose test routing
+micro accuracy is within 1 point of the reference's.
+
+``--quick`` trains 3 epochs and times fewer texts (a smoke run, not the README numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REFERENCE = "all-mpnet-base-v2"
+# (id, trains its own IrtNet on its own vectors, or reuses the model of this id)
+EMBEDDERS: list[tuple[str, str | None]] = [
+    ("all-mpnet-base-v2", None),
+    ("all-MiniLM-L6-v2", None),
+    ("all-MiniLM-L6-v2-onnx", "all-MiniLM-L6-v2"),  # same vectors (cosine 1.00000 vs ST)
+    ("all-MiniLM-L6-v2-onnx-int8", None),
+    ("m2v-mpnet-256", None),
+]
+EMBED_BATCH = {"static": 1024, "onnx": 64, "sentence-transformers": 64}
+
+
+def _log(msg: str) -> None:
+    print(f"[text_path {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# 1. embedding datasets
+# --------------------------------------------------------------------------------------------
+
+
+def embedding_dataset(data: Path, emb_id: str, root: Path, *, force: bool = False) -> Path:
+    """Dataset dir with ``emb_id``'s vectors of every query (built once; atomic)."""
+    import polars as pl
+    from irt_fast.models import kind_of, load_embedder, resolve
+
+    if emb_id == REFERENCE:
+        return data  # the shared file is this model's output
+    out = root / f"emb_{emb_id}"
+    if (out / "query_embeddings.parquet").is_file() and not force:
+        return out
+    emb = load_embedder(emb_id)
+    queries = pl.read_parquet(data / "queries.parquet")
+    texts = queries["text"].to_list()
+    bs = EMBED_BATCH.get(kind_of(resolve(emb_id)) or "", 64)
+    _log(f"embedding {len(texts)} questions with {emb_id} (batch {bs}) …")
+    t0 = time.perf_counter()
+    vecs = []
+    step = max(bs, 1024)
+    for s in range(0, len(texts), step):
+        vecs.append(emb.encode(texts[s : s + step], batch_size=bs))
+    v = np.concatenate(vecs).astype(np.float32)
+    dt = time.perf_counter() - t0
+    _log(f"  {emb_id}: {len(texts)} texts in {dt:.1f} s ({len(texts) / dt:.0f} texts/s)")
+    tmp = root / f".emb_{emb_id}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    df = pl.DataFrame(
+        {
+            "query_id": queries["query_id"].cast(pl.Int64),
+            "embedding": pl.Series("embedding", v, dtype=pl.Array(pl.Float32, v.shape[1])),
+        }
+    )
+    df.write_parquet(tmp / "query_embeddings.parquet")
+    for f in ("queries.parquet", "responses.parquet"):
+        shutil.copy(data / f, tmp / f)
+    (tmp / "EMBEDDER.json").write_text(
+        json.dumps(
+            {
+                "embedder": emb_id,
+                "dim": int(v.shape[1]),
+                "normalize": bool(emb.normalize),
+                "seconds": dt,
+                "source": str(data),
+            },
+            indent=2,
+        )
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# 2. training
+# --------------------------------------------------------------------------------------------
+
+
+def train(
+    data_dir: Path, emb_id: str, out: Path, *, quick: bool, seed: int = 0, force: bool = False
+) -> dict[str, Any]:
+    """Train an IrtNet with ``python -m training.fit`` on ``data_dir``; returns metrics.json."""
+    fit_dir = out / f"fit_{emb_id}"
+    metrics = fit_dir / "metrics.json"
+    if metrics.is_file() and (fit_dir / "model.safetensors").is_file() and not force:
+        return json.loads(metrics.read_text())
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.fit",
+        "--data",
+        str(data_dir),
+        "--out",
+        str(fit_dir),
+        "--embedder",
+        emb_id,
+        "--seed",
+        str(seed),
+        "--quiet",
+    ]
+    if quick:
+        cmd += ["--epochs", "3"]
+    _log("+ " + " ".join(cmd))
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env)
+    _log(f"  trained {emb_id} in {time.perf_counter() - t0:.0f} s")
+    return json.loads(metrics.read_text())
+
+
+# --------------------------------------------------------------------------------------------
+# 3. speed, end to end
+# --------------------------------------------------------------------------------------------
+
+
+def route_texts(emb: Any, model: Any, texts: list[str], batch_size: int) -> Any:
+    """The production path under test: strings → vectors → Rust route → decision."""
+    return model.route(emb.encode(texts, batch_size=batch_size))
+
+
+def texts_per_second(
+    emb: Any,
+    model: Any,
+    texts: list[str],
+    batch_size: int,
+    min_seconds: float = 2.0,
+    max_texts: int | None = None,
+) -> dict[str, float]:
+    """Throughput over consecutive batches of ``texts`` (one warm-up batch first)."""
+    n_total = len(texts) if max_texts is None else min(len(texts), max_texts)
+    route_texts(emb, model, texts[:batch_size], batch_size)  # warm-up
+    done, t0 = 0, time.perf_counter()
+    embed_s = 0.0
+    while done < n_total:
+        batch = texts[done : done + batch_size]
+        t1 = time.perf_counter()
+        x = emb.encode(batch, batch_size=batch_size)
+        embed_s += time.perf_counter() - t1
+        model.route(x)
+        done += len(batch)
+        if time.perf_counter() - t0 > min_seconds * 30:  # hard cap on slow embedders
+            break
+    dt = time.perf_counter() - t0
+    return {"texts": done, "seconds": dt, "texts_per_s": done / dt, "embed_share": embed_s / dt}
+
+
+def engine_only(model: Any, dim: int, batch_size: int, n: int = 2048) -> float:
+    """Route-only throughput on random unit vectors (the engine's share of the path)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    model.route(x[:batch_size])
+    t0 = time.perf_counter()
+    for s in range(0, n, batch_size):
+        model.route(x[s : s + batch_size])
+    return n / (time.perf_counter() - t0)
+
+
+def check_text_route(model_path: Path, texts: list[str]) -> str:
+    """Does the public one-call path work for this model? Returns "ok" or the error."""
+    import irt_fast
+
+    try:
+        r = irt_fast.route(texts, model=str(model_path))
+        if len(r.names) != len(texts):
+            return f"wrong length {len(r.names)}"
+        return "ok"
+    except Exception as e:  # report, don't fail the experiment
+        return f"{type(e).__name__}: {e}"[:300]
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+
+
+def _metric(m: dict[str, Any], *path: str) -> float | None:
+    cur: Any = m
+    for k in path:
+        if not isinstance(cur, dict) or k not in cur:
+            return None
+        cur = cur[k]
+    return float(cur)
+
+
+def recommend(rows: list[dict[str, Any]]) -> str | None:
+    ref = next((r for r in rows if r["embedder"] == REFERENCE), None)
+    if ref is None or ref.get("routing_micro") is None:
+        return None
+    ok = [
+        r
+        for r in rows
+        if r.get("routing_micro") is not None
+        and r["routing_micro"] >= ref["routing_micro"] - 0.01
+        and r.get("tps_b256")
+    ]
+    return max(ok, key=lambda r: r["tps_b256"])["embedder"] if ok else None
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    f = lambda v, fmt: "–" if v is None else format(v, fmt)  # noqa: E731
+    lines = [
+        "| embedder | dim | texts/s, batch 1 | texts/s, batch 256 | test accuracy | AUC "
+        "| routing micro | routing macro | route(texts) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        name = r["embedder"] + (f" (model of {r['model_of']})" if r.get("model_of") else "")
+        lines.append(
+            f"| {name} | {r['dim']} | {f(r.get('tps_b1'), ',.0f')} | {f(r.get('tps_b256'), ',.0f')} "
+            f"| {f(r.get('test_accuracy'), '.4f')} | {f(r.get('test_auc'), '.4f')} "
+            f"| {f(r.get('routing_micro'), '.4f')} | {f(r.get('routing_macro'), '.4f')} "
+            f"| {r.get('text_route', '–')} |"
+        )
+    b = result.get("bars") or {}
+    if b:
+        lines.append("")
+        lines.append(
+            "Bars on the same test split (reference model): single-best LLM routing micro "
+            f"{f(b.get('single_best_micro'), '.4f')}, oracle {f(b.get('oracle_micro'), '.4f')}."
+        )
+    lines.append("")
+    lines.append(
+        f"Recommended production setting: **{result.get('recommended') or 'none'}** "
+        "(fastest at batch 256 whose routing micro accuracy is within 1 point of "
+        f"{REFERENCE})."
+    )
+    lines.append("")
+    lines.append(f"Machine: {result['machine']}. Command: `{result['command']}`.")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import polars as pl
+    from irt_fast.errors import EmbedderError
+    from irt_fast.models import load_embedder, resolve
+    from irt_fast.splits import fixed_split
+
+    data: Path = args.data.resolve()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    emb_root: Path = args.emb_root or out
+    emb_root.mkdir(parents=True, exist_ok=True)
+    queries = pl.read_parquet(data / "queries.parquet")
+    split = fixed_split(queries["query_id"].to_numpy(), seed=0)
+    test_ids = set(int(q) for q in split["test"])
+    test_texts = [
+        t for q, t in zip(queries["query_id"].to_list(), queries["text"].to_list(), strict=True) if q in test_ids
+    ]
+    n_b1 = 64 if args.quick else 256
+    n_b256 = 512 if args.quick else 1024
+
+    import irt_fast
+
+    wanted = [e for e in EMBEDDERS if not args.embedders or e[0] in args.embedders]
+    rows: list[dict[str, Any]] = []
+    bars: dict[str, float] = {}
+    for emb_id, model_of in wanted:
+        row: dict[str, Any] = {"embedder": emb_id, "model_of": model_of}
+        rows.append(row)
+        try:
+            resolve(emb_id)
+        except EmbedderError as e:
+            row["error"] = str(e)
+            _log(f"skip {emb_id}: {e}")
+            continue
+        train_id = model_of or emb_id
+        ddir = embedding_dataset(data, train_id, emb_root)
+        metrics = train(ddir, train_id, out, quick=args.quick)
+        test = metrics.get("test", {})
+        row.update(
+            test_accuracy=_metric(test, "correctness", "accuracy"),
+            test_auc=_metric(test, "correctness", "auc"),
+            routing_micro=_metric(test, "routing", "router", "micro"),
+            routing_macro=_metric(test, "routing", "router", "macro"),
+            best_epoch=metrics.get("best_epoch"),
+            train_seconds=metrics.get("train_seconds"),
+        )
+        if emb_id == REFERENCE:
+            bars = {
+                "single_best_micro": _metric(test, "routing", "single_best", "micro"),
+                "oracle_micro": _metric(test, "routing", "oracle", "micro"),
+            }
+        model_path = out / f"fit_{train_id}" / "model.safetensors"
+        model = irt_fast.load(model_path)
+        emb = load_embedder(emb_id)
+        row["dim"] = emb.dim
+        if model.embed_dim != emb.dim:
+            row["error"] = f"model embed_dim {model.embed_dim} != embedder dim {emb.dim}"
+            continue
+        _log(f"timing {emb_id} …")
+        s1 = texts_per_second(emb, model, test_texts[:n_b1], 1)
+        s256 = texts_per_second(emb, model, test_texts[:n_b256], 256)
+        row.update(
+            tps_b1=s1["texts_per_s"],
+            tps_b256=s256["texts_per_s"],
+            embed_share_b1=s1["embed_share"],
+            embed_share_b256=s256["embed_share"],
+            timed_texts_b1=s1["texts"],
+            timed_texts_b256=s256["texts"],
+            engine_only_b256=engine_only(model, emb.dim, 256),
+        )
+        _log(
+            f"  {emb_id}: {row['tps_b1']:.0f} texts/s (batch 1), {row['tps_b256']:.0f} (256); "
+            f"embedding share {s256['embed_share']:.0%}"
+        )
+        row["text_route"] = check_text_route(model_path, test_texts[:4])
+        del emb, model
+        (out / "text_path.partial.json").write_text(json.dumps(rows, indent=2))
+
+    result = {
+        "rows": rows,
+        "bars": bars,
+        "recommended": recommend(rows),
+        "split": "irt_fast.splits.fixed_split(query_ids, seed=0) (80/10/10), test questions",
+        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end",
+        "command": " ".join(["python -m training.text_path", *sys.argv[1:]]),
+        "quick": bool(args.quick),
+    }
+    (out / "text_path.json").write_text(json.dumps(result, indent=2))
+    (out / "text_path.md").write_text(markdown(result) + "\n")
+    print(markdown(result))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m training.text_path", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=Path("runs/text_path"))
+    p.add_argument(
+        "--emb-root",
+        type=Path,
+        default=None,
+        help="where the per-embedder dataset dirs go (default: --out)",
+    )
+    p.add_argument(
+        "--embedders",
+        nargs="*",
+        default=None,
+        help=f"subset of: {' '.join(e for e, _ in EMBEDDERS)}",
+    )
+    p.add_argument("--quick", action="store_true", help="3 epochs, fewer timed texts")
+    args = p.parse_args(argv)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
