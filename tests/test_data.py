@@ -438,3 +438,26 @@ def test_float_query_ids(tmp_path):
     q["query_id"] = [30.0, 10.5, 20.0]
     with pytest.raises(DataError, match=r"queries.jsonl: column 'query_id', row 1: 10.5"):
         load_dataset(make_dir(d, queries=q, fmt="jsonl"))
+
+
+def test_embedllm_question_embeddings_pth(tmp_path):
+    torch = pytest.importorskip("torch")
+    _embedllm_frame([(0, 0, 1, "zero", "law"), (1, 1, 0, "one", "law")]).write_csv(
+        tmp_path / "train.csv"
+    )
+    _embedllm_frame([(0, 1, 1, "one", "law"), (1, 2, 1, "two", "math")]).write_csv(
+        tmp_path / "test.csv"
+    )
+    table = torch.arange(12, dtype=torch.float32).reshape(3, 4)  # row i = prompt_id i
+    torch.save(table, tmp_path / "question_embeddings.pth")
+    ds = load_dataset(tmp_path)
+    assert ds.queries["query_id"].to_list() == [0, 1, 2]
+    np.testing.assert_array_equal(ds.embeddings, table.numpy())
+    torch.save(table[:2], tmp_path / "question_embeddings.pth")  # prompt 2 has no row
+    with pytest.raises(
+        DataError,
+        match=r"test.csv: column 'prompt_id', row 1 \(line 3\): query id 2 has no embedding in "
+        r".*question_embeddings.pth",
+    ):
+        load_dataset(tmp_path)
+    assert load_dataset(tmp_path, embeddings=False).embeddings is None

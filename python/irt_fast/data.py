@@ -11,7 +11,9 @@ A dataset directory holds, each as ``.parquet``, ``.csv`` or ``.jsonl``:
 
 Rows of the three files are matched by ``query_id``, never by order. The EmbedLLM / IrtNet CSV
 layout (``model_id, prompt_id, label, prompt[, category][, model_name]``, as one CSV or a directory
-of ``train.csv`` / ``val.csv`` / ``test.csv``) is read too.
+of ``train.csv`` / ``val.csv`` / ``test.csv``) is read too; such a directory's embeddings come
+from ``query_embeddings.*`` or EmbedLLM's ``question_embeddings.pth`` (row i = prompt_id i; torch
+is imported only to read that file). A missing ``category`` becomes benchmark "unknown".
 
 Row numbers in error messages count data rows from 0 (for CSV files the file line is also given).
 """
@@ -213,7 +215,8 @@ def load_dataset(path: str | os.PathLike[str], *, embeddings: bool = True) -> Da
     correct = _label_column(responses, "correct", resp_file)
     del responses
     emb_file = _find_table(p, "query_embeddings") if embeddings else None
-    return _assemble(model, qid, correct, queries, resp_file, query_file, emb_file, str(p))
+    where = _RowLocator([resp_file], [0])
+    return _assemble(model, qid, correct, queries, where, query_file, emb_file, str(p))
 
 
 def _load_embedllm(
@@ -224,6 +227,8 @@ def _load_embedllm(
     embeddings: bool = True,
 ) -> Dataset:
     frames = []
+    starts = []
+    n_before = 0
     for f in files:
         df = _read_table(
             f, ["model_id", "prompt_id", "label", "prompt"], optional=["category", "model_name"]
@@ -240,6 +245,8 @@ def _load_embedllm(
         else:
             bench = pl.Series("benchmark", [DEFAULT_BENCHMARK] * df.height, dtype=pl.String)
         correct = _label_column(df, "label", f)
+        starts.append(n_before)
+        n_before += df.height
         frames.append(
             pl.DataFrame(
                 {
@@ -271,17 +278,30 @@ def _load_embedllm(
         )
     queries = queries.sort("query_id")
     emb_file = _find_table(directory, "query_embeddings") if directory and embeddings else None
-    resp_file = Path(files[0]) if len(files) == 1 else Path(source)
+    if emb_file is None and directory and embeddings:
+        pth = directory / "question_embeddings.pth"
+        emb_file = pth if pth.is_file() else None
+    where = _RowLocator(list(files), starts, "prompt_id")
     return _assemble(
-        allr["model"],
-        allr["query_id"],
-        allr["correct"],
-        queries,
-        resp_file,
-        resp_file,
-        emb_file,
-        source,
+        allr["model"], allr["query_id"], allr["correct"], queries, where, None, emb_file, source
     )
+
+
+@dataclass(frozen=True)
+class _RowLocator:
+    """Maps a row of the (possibly concatenated) responses to "file: column 'c', row r"."""
+
+    files: list[Path]
+    starts: list[int]
+    id_col: str = "query_id"
+
+    def __call__(self, row: int) -> str:
+        i = int(np.searchsorted(np.asarray(self.starts), row, side="right")) - 1
+        f, r = self.files[i], row - self.starts[i]
+        return f"{f}: column '{self.id_col}', row {r}{_line(f, r)}"
+
+    def __str__(self) -> str:
+        return ", ".join(str(f) for f in self.files)
 
 
 def _assemble(
@@ -289,27 +309,26 @@ def _assemble(
     qid: pl.Series,
     correct: pl.Series,
     queries: pl.DataFrame,
-    resp_file: Path,
-    query_file: Path,
+    where: _RowLocator,
+    query_file: Path | None,
     emb_file: Path | None,
     source: str,
 ) -> Dataset:
     if model.len() == 0:
-        raise DataError(f"{resp_file}: no responses (the file has no data rows)")
+        raise DataError(f"{where}: no responses (the file has no data rows)")
     q_ids = queries["query_id"].to_numpy()
     q_idx = _lookup(q_ids, qid.to_numpy())
     missing = q_idx < 0
     if missing.any():
         row = int(np.argmax(missing))
         raise DataError(
-            f"{resp_file}: column 'query_id', row {row}{_line(resp_file, row)}: query id "
-            f"{int(qid[row])} has no text in {query_file} ({int(missing.sum())} response rows "
-            "have an unknown query id)"
+            f"{where(row)}: query id {int(qid[row])} has no text in {query_file} "
+            f"({int(missing.sum())} response rows have an unknown query id)"
         )
 
     emb = None
     if emb_file is not None:
-        emb, queries, q_idx = _attach_embeddings(emb_file, queries, q_idx, qid, resp_file)
+        emb, queries, q_idx = _attach_embeddings(emb_file, queries, q_idx, qid, where)
 
     llm_names = model.unique().sort().to_list()
     llm_idx = model.cast(pl.Enum(llm_names)).to_physical().cast(pl.Int32)
@@ -364,25 +383,25 @@ def _attach_embeddings(
     queries: pl.DataFrame,
     q_idx: np.ndarray,
     qid: pl.Series,
-    resp_file: Path,
+    where: _RowLocator,
 ) -> tuple[np.ndarray, pl.DataFrame, np.ndarray]:
-    edf = _read_table(emb_file, ["query_id", "embedding"])
-    e_ids = _int_column(edf, "query_id", emb_file).to_numpy()
-    if len(e_ids) == 0:
-        raise DataError(f"{emb_file}: no embeddings (the file has no data rows)")
-    _check_unique(e_ids, emb_file, "query_id")
-    arr = _embedding_matrix(edf["embedding"], emb_file)
-    del edf
+    if emb_file.suffix == ".pth":
+        e_ids, arr = _read_pth_embeddings(emb_file)
+    else:
+        edf = _read_table(emb_file, ["query_id", "embedding"])
+        e_ids = _int_column(edf, "query_id", emb_file).to_numpy()
+        if len(e_ids) == 0:
+            raise DataError(f"{emb_file}: no embeddings (the file has no data rows)")
+        _check_unique(e_ids, emb_file, "query_id")
+        arr = _embedding_matrix(edf["embedding"], emb_file)
+        del edf
     q_ids = queries["query_id"].to_numpy()
     row_of_query = _lookup(e_ids, q_ids)  # embedding row per query, -1 if none
     has = row_of_query >= 0
     resp_has = has[q_idx]
     if not resp_has.all():
         row = int(np.argmin(resp_has))
-        raise DataError(
-            f"{resp_file}: column 'query_id', row {row}{_line(resp_file, row)}: query id "
-            f"{int(qid[row])} has no embedding in {emb_file}"
-        )
+        raise DataError(f"{where(row)}: query id {int(qid[row])} has no embedding in {emb_file}")
     if not has.all():
         # Queries nobody answered and nobody embedded carry no information: drop them.
         log.info("%s: %d queries without embedding or responses dropped", emb_file, (~has).sum())
@@ -394,6 +413,30 @@ def _attach_embeddings(
     if n_extra:
         log.info("%s: %d embeddings of unknown query ids ignored", emb_file, n_extra)
     return np.ascontiguousarray(arr[row_of_query]), queries, q_idx
+
+
+def _read_pth_embeddings(file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """EmbedLLM's ``question_embeddings.pth``: one torch tensor whose row i is prompt_id i.
+    torch is imported here only, when such a file is actually read."""
+    try:
+        import torch
+    except ImportError as e:
+        raise DataError(
+            f"{file}: reading a .pth tensor needs torch ({e}); convert it to "
+            "query_embeddings.parquet or pass embeddings=False"
+        ) from e
+    try:
+        t = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several unrelated types for bad files
+        raise DataError(f"{file}: not a loadable torch tensor file: {e}") from e
+    if not isinstance(t, torch.Tensor) or t.ndim != 2 or t.shape[1] == 0:
+        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise DataError(f"{file}: expected a 2-D tensor [n_prompts, dim], got {shape}")
+    arr = np.ascontiguousarray(t.detach().to(torch.float32).numpy())
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        raise DataError(f"{file}: row {int(np.argmin(finite))} (prompt_id) contains NaN or Inf")
+    return np.arange(len(arr), dtype=np.int64), arr
 
 
 def _embedding_matrix(s: pl.Series, file: Path) -> np.ndarray:
