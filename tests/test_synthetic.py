@@ -109,9 +109,11 @@ def test_sparse_observation_large():
     assert t.prob.shape == (5000, 1000)
 
 
-def test_write_and_reload(tmp_path):
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_write_and_reload(tmp_path, fmt):
+    """Random float32 embeddings survive every format bit for bit."""
     ds, _ = make_synthetic(n_llms=6, n_queries=200, observed=0.5, seed=3)
-    back = load_dataset(write_dataset(ds, tmp_path / "demo"))
+    back = load_dataset(write_dataset(ds, tmp_path / "demo", format=fmt))
     assert back.llm_names == ds.llm_names
     assert back.queries.equals(ds.queries)
     assert back.responses.equals(ds.responses)
