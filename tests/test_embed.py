@@ -235,3 +235,38 @@ def test_mpnet_reproduces_shared_embeddings(mmlu_pro, tmp_path):
     v = embed_texts(q["text"].to_list(), "all-mpnet-base-v2", cache_dir=tmp_path, progress=False)
     ref = mmlu_pro.embeddings[q["row"].to_numpy()]
     np.testing.assert_allclose((v * ref).sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_many_small_calls_are_compacted_and_stay_correct(tmp_path, monkeypatch):
+    """Routing one query at a time must not leave one file per call, nor lose any vector."""
+    monkeypatch.setattr(embed, "MAX_SMALL_SHARDS", 8)
+    enc = CountingEncoder()
+    texts = [f"query {i}" for i in range(50)]
+    singles = [embed_texts([t], enc, cache_dir=tmp_path, progress=False)[0] for t in texts]
+    cache = embed._get_cache(tmp_path / "embeddings" / embed._cache_key("object:" + enc.name, True))
+    assert cache.n_shard_files() < 8
+    assert len(enc.seen) == 50
+    fresh = EmbeddingCache(cache.dir)  # a new process sees everything, once
+    found, vecs = fresh.lookup(text_keys(texts))
+    assert found.all()
+    np.testing.assert_array_equal(vecs, np.array(singles))
+    enc2 = CountingEncoder()
+    np.testing.assert_array_equal(
+        embed_texts(texts, enc2, cache_dir=tmp_path, progress=False), np.array(singles)
+    )
+    assert enc2.seen == []
+
+
+def test_delta_index_and_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setattr(embed, "SHARD_SIZE", 4)
+    c = EmbeddingCache(tmp_path)
+    all_keys, all_vecs = [], []
+    for i in range(12):  # a mix of delta-only refreshes and full rebuilds
+        k = text_keys([f"t{i}-{j}" for j in range(i % 5 + 1)])
+        v = np.random.default_rng(i).standard_normal((len(k), 3)).astype(np.float32)
+        c.add(k, v)
+        all_keys.append(k)
+        all_vecs.append(v)
+        found, got = c.lookup(np.concatenate(all_keys))
+        assert found.all()
+        np.testing.assert_array_equal(got, np.concatenate(all_vecs))

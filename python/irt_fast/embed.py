@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-mpnet-base-v2"
 SHARD_SIZE = 4096  # texts per shard: a killed run loses at most this much work
+MAX_SMALL_SHARDS = 32  # merge small shards (from many small calls) once there are this many
 IRT_EMBEDDER_META = "irt_fast_embedder.json"  # marks an irt_fast.models ONNX / static embedder
 
 # Models that ship inside a pip package: short name -> (import name, pip package).
@@ -264,28 +265,37 @@ class EmbeddingCache:
 
     Reads are vectorised (sorted keys + ``searchsorted``); vectors are memory-mapped. Shards
     that are unreadable or inconsistent are skipped with a logged warning, never trusted.
+    New shards go to a small delta index (the big one is rebuilt only when the delta outgrows
+    a quarter of it), and small shards are merged once there are ``MAX_SMALL_SHARDS`` of them,
+    so many tiny calls (routing one query at a time) stay cheap.
     """
 
     def __init__(self, directory: str | os.PathLike[str], dim: int | None = None) -> None:
         self.dir = Path(directory)
         self.dim = dim
         self._seen: set[str] = set()
+        self._names: list[str] = []  # keys file of each loaded shard
         self._keys: list[np.ndarray] = []
         self._vecs: list[np.ndarray] = []
-        self._sorted_keys = np.empty(0, dtype="S64")
-        self._where = np.empty((0, 2), dtype=np.int64)  # (shard, row) per sorted key
+        empty = (np.empty(0, dtype="S64"), np.empty((0, 2), dtype=np.int64))
+        self._base = empty  # (sorted keys, (shard, row) per key) over shards [0, _n_base)
+        self._delta = empty  # the same over shards [_n_base, len(_keys))
+        self._n_base = 0
         self.refresh()
 
     def __len__(self) -> int:
-        return len(self._sorted_keys)
+        return len(self._base[0]) + len(self._delta[0])
+
+    def _shard_files(self) -> list[str]:
+        try:
+            return sorted(f for f in os.listdir(self.dir) if f.endswith(".keys.npy"))
+        except FileNotFoundError:
+            return []
 
     def refresh(self) -> None:
         """Pick up shards written since the last look (by this or another process)."""
-        if not self.dir.is_dir():
-            return
-        new = sorted(f for f in os.listdir(self.dir) if f.endswith(".keys.npy"))
-        added = False
-        for fname in new:
+        n_before = len(self._keys)
+        for fname in self._shard_files():
             if fname in self._seen:
                 continue
             self._seen.add(fname)
@@ -311,31 +321,46 @@ class EmbeddingCache:
                 continue
             if self.dim is None:
                 self.dim = int(vecs.shape[1])
+            self._names.append(fname)
             self._keys.append(keys)
             self._vecs.append(vecs)
-            added = True
-        if added:
-            allk = np.concatenate(self._keys)
-            shard = np.concatenate([np.full(len(k), i) for i, k in enumerate(self._keys)])
-            row = np.concatenate([np.arange(len(k)) for k in self._keys])
-            order = np.argsort(allk, kind="stable")  # stable: the oldest duplicate comes first
-            self._sorted_keys = allk[order]
-            self._where = np.stack([shard[order], row[order]], axis=1)
+        if len(self._keys) == n_before:
+            return
+        n_delta = sum(len(k) for k in self._keys[self._n_base :])
+        if n_delta > max(SHARD_SIZE, len(self._base[0]) // 4):
+            self._base = self._index(0)
+            self._n_base = len(self._keys)
+            self._delta = self._index(self._n_base)
+        else:
+            self._delta = self._index(self._n_base)
+
+    def _index(self, first: int) -> tuple[np.ndarray, np.ndarray]:
+        ks = self._keys[first:]
+        if not ks:
+            return np.empty(0, dtype="S64"), np.empty((0, 2), dtype=np.int64)
+        allk = np.concatenate(ks)
+        shard = np.concatenate([np.full(len(k), first + i) for i, k in enumerate(ks)])
+        row = np.concatenate([np.arange(len(k)) for k in ks])
+        order = np.argsort(allk, kind="stable")
+        return allk[order], np.stack([shard[order], row[order]], axis=1)
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(found mask [n], vectors [n, dim] float32 with zeros where not found)."""
         n = len(keys)
         out = np.zeros((n, self.dim or 0), dtype=np.float32)
-        if not len(self._sorted_keys) or not n:
-            return np.zeros(n, dtype=bool), out
-        pos = np.searchsorted(self._sorted_keys, keys)
-        pos_c = np.minimum(pos, len(self._sorted_keys) - 1)
-        found = self._sorted_keys[pos_c] == keys
-        idx = np.flatnonzero(found)
-        where = self._where[pos_c[idx]]
-        for s in np.unique(where[:, 0]):
-            sel = where[:, 0] == s
-            out[idx[sel]] = self._vecs[s][where[sel, 1]]
+        found = np.zeros(n, dtype=bool)
+        for sorted_keys, where_all in (self._base, self._delta):
+            todo = np.flatnonzero(~found)
+            if not len(sorted_keys) or not len(todo):
+                continue
+            pos = np.minimum(np.searchsorted(sorted_keys, keys[todo]), len(sorted_keys) - 1)
+            hit = sorted_keys[pos] == keys[todo]
+            idx = todo[hit]
+            where = where_all[pos[hit]]
+            for s in np.unique(where[:, 0]):
+                sel = where[:, 0] == s
+                out[idx[sel]] = self._vecs[s][where[sel, 1]]
+            found[idx] = True
         return found, out
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
@@ -346,10 +371,47 @@ class EmbeddingCache:
         if self.dim is not None and vectors.shape[1] != self.dim:
             raise InputError(f"cache add: dim {vectors.shape[1]} != cache dim {self.dim}")
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._write_shard(np.asarray(keys, dtype="S64"), vectors)
+        self.refresh()
+        self._maybe_compact()
+
+    def _write_shard(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         stem = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         _atomic_save(self.dir / f"{stem}.vecs.npy", vectors)
-        _atomic_save(self.dir / f"{stem}.keys.npy", np.asarray(keys, dtype="S64"))
+        _atomic_save(self.dir / f"{stem}.keys.npy", keys)
+
+    def _maybe_compact(self) -> None:
+        """Merge the small shards (< SHARD_SIZE rows) into one once there are
+        MAX_SMALL_SHARDS of them. The merged shard is committed before the old ones are
+        removed, so every key stays readable throughout; a concurrent reader that still maps
+        a removed file keeps its data (POSIX), and one that lists it too late skips it and
+        at worst re-embeds a text. Work per merge is bounded: big shards are never rewritten.
+        """
+        small = [
+            i
+            for i, k in enumerate(self._keys)
+            if len(k) < SHARD_SIZE and (self.dir / self._name_of(i)).exists()
+        ]
+        if len(small) < MAX_SMALL_SHARDS:
+            return
+        keys = np.concatenate([self._keys[i] for i in small])
+        vecs = np.concatenate([np.asarray(self._vecs[i]) for i in small])
+        keys, first = np.unique(keys, return_index=True)
+        self._write_shard(keys, vecs[first])
+        for i in small:
+            stem = self._name_of(i)[: -len(".keys.npy")]
+            for suffix in (".keys.npy", ".vecs.npy"):  # keys first: uncommit, then data
+                try:
+                    (self.dir / f"{stem}{suffix}").unlink()
+                except OSError:  # gone already (another compactor), or locked (Windows)
+                    pass
         self.refresh()
+
+    def _name_of(self, i: int) -> str:
+        return self._names[i]
+
+    def n_shard_files(self) -> int:
+        return len(self._shard_files())
 
 
 def _atomic_save(path: Path, arr: np.ndarray) -> None:
