@@ -461,3 +461,18 @@ def test_embedllm_question_embeddings_pth(tmp_path):
     ):
         load_dataset(tmp_path)
     assert load_dataset(tmp_path, embeddings=False).embeddings is None
+
+
+@pytest.mark.realdata
+def test_mmlu_pro_duplicate_texts_share_embeddings(mmlu_pro):
+    """748 MMLU-Pro questions repeat another's text (options differ); the embedding sees the
+    text only, so those share a vector: a text-level leak across any question-level split."""
+    q = mmlu_pro.queries.with_row_index("row")
+    assert q["text"].n_unique() == 11642
+    dup = q.filter(pl.col("text").is_duplicated())
+    assert dup.height == 748
+    first = dup.group_by("text").agg(pl.col("row").min().alias("r0"), pl.col("row"))
+    for r0, rows in first.select("r0", "row").head(50).iter_rows():
+        np.testing.assert_allclose(
+            mmlu_pro.embeddings[rows], mmlu_pro.embeddings[[r0] * len(rows)], atol=1e-6
+        )
