@@ -48,12 +48,14 @@ def texts() -> list[str]:
 
         df = pl.read_parquet(q)
         test = set(int(i) for i in fixed_split(df["query_id"].to_numpy(), seed=0)["test"])
-        return [t for i, t in zip(df["query_id"].to_list(), df["text"].to_list(), strict=True)
-                if i in test][:1024]
+        return [
+            t
+            for i, t in zip(df["query_id"].to_list(), df["text"].to_list(), strict=True)
+            if i in test
+        ][:1024]
     rng = np.random.default_rng(0)
     words = "the of a which energy court price cell enzyme theorem market law force".split()
-    return [" ".join(rng.choice(words, size=int(rng.integers(8, 60)))) + "?"
-            for _ in range(1024)]
+    return [" ".join(rng.choice(words, size=int(rng.integers(8, 60)))) + "?" for _ in range(1024)]
 
 
 _cache: dict[str, object] = {}
@@ -69,7 +71,9 @@ def _embedder(name: str):
             if models.kind_of(path) is None:
                 raise EmbedderError(f"{path} is not built")
         except EmbedderError as e:
-            pytest.skip(f"embedder {name} not available ({e}); build: python -m irt_fast.models setup")
+            pytest.skip(
+                f"embedder {name} not available ({e}); build: python -m irt_fast.models setup"
+            )
         if models.kind_of(path) == "sentence-transformers":
             pytest.importorskip("sentence_transformers")
         if models.kind_of(path) == "onnx":
@@ -98,8 +102,12 @@ def _model(name: str, dim: int, tmp_dir: Path):
         torch.manual_seed(0)
         m = build_model(IrtNetConfig(embed_dim=dim, n_llms=29)).eval()
         p = tmp_dir / f"random_{dim}.safetensors"
-        save_model(m, p, llm_names=[f"llm{i}" for i in range(29)],
-                   embedder={"name": name, "dim": dim, "normalize": True})
+        save_model(
+            m,
+            p,
+            llm_names=[f"llm{i}" for i in range(29)],
+            embedder={"name": name, "dim": dim, "normalize": True},
+        )
         _cache[key] = irt_fast.load(p)
     return _cache[key]
 
@@ -111,7 +119,7 @@ def test_route_text(benchmark, texts, tmp_path_factory, name, batch):
     model = _model(name, emb.dim, tmp_path_factory.mktemp("route_text"))
     smoke = getattr(benchmark, "disabled", False)
     n = min(batch, 4) if smoke else batch
-    batches = [texts[s:s + n] for s in range(0, len(texts) - n + 1, n)]
+    batches = [texts[s : s + n] for s in range(0, len(texts) - n + 1, n)]
     state = {"i": 0}
 
     def route_batch():
@@ -127,8 +135,9 @@ def test_route_text(benchmark, texts, tmp_path_factory, name, batch):
     elif slow and batch > 1:
         r = benchmark.pedantic(route_batch, rounds=3, iterations=1, warmup_rounds=1)
     else:
-        r = benchmark.pedantic(route_batch, rounds=20 if slow else 200, iterations=1,
-                               warmup_rounds=2)
+        r = benchmark.pedantic(
+            route_batch, rounds=20 if slow else 200, iterations=1, warmup_rounds=2
+        )
     assert len(r.names) == n
     if benchmark.stats:
         benchmark.extra_info["texts_per_s"] = n / benchmark.stats.stats.mean

@@ -82,8 +82,10 @@ def _tiny_static(dst: Path, tok_json: Path, *, weights: bool = False, normalize:
     kw = {}
     if weights:  # vocabulary quantisation: 97 shared rows + per-token weights
         vectors = rng.standard_normal((97, 16)).astype(np.float32)
-        kw = {"weights": rng.uniform(0.1, 2.0, n).astype(np.float32),
-              "token_mapping": rng.integers(0, 97, n)}
+        kw = {
+            "weights": rng.uniform(0.1, 2.0, n).astype(np.float32),
+            "token_mapping": rng.integers(0, 97, n),
+        }
     else:
         vectors = rng.standard_normal((n, 16)).astype(np.float32)
     model = m2v.StaticModel(vectors=vectors, tokenizer=tok, normalize=normalize, **kw)
@@ -96,8 +98,9 @@ def _tiny_static(dst: Path, tok_json: Path, *, weights: bool = False, normalize:
 def test_static_matches_model2vec(tmp_path, bert_tokenizer_json, weights, normalize):
     from irt_fast.static_embed import StaticEmbedder
 
-    ref_model = _tiny_static(tmp_path / "m", bert_tokenizer_json, weights=weights,
-                             normalize=normalize)
+    ref_model = _tiny_static(
+        tmp_path / "m", bert_tokenizer_json, weights=weights, normalize=normalize
+    )
     emb = StaticEmbedder(tmp_path / "m")
     assert emb.dim == 16 and emb.normalize == normalize
     ref = np.asarray(ref_model.encode(TEXTS), dtype=np.float32)
@@ -146,8 +149,14 @@ def tiny_st_dir(tmp_path_factory, bert_tokenizer_json) -> Path:
     from transformers import BertConfig, BertModel
 
     d = tmp_path_factory.mktemp("tiny_st")
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=512)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -156,18 +165,38 @@ def tiny_st_dir(tmp_path_factory, bert_tokenizer_json) -> Path:
     for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         if (src / f).is_file():
             (d / f).write_bytes((src / f).read_bytes())
-    (d / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize",
-         "type": "sentence_transformers.models.Normalize"},
-    ]))
+    (d / "modules.json").write_text(
+        json.dumps(
+            [
+                {
+                    "idx": 0,
+                    "name": "0",
+                    "path": "",
+                    "type": "sentence_transformers.models.Transformer",
+                },
+                {
+                    "idx": 1,
+                    "name": "1",
+                    "path": "1_Pooling",
+                    "type": "sentence_transformers.models.Pooling",
+                },
+                {
+                    "idx": 2,
+                    "name": "2",
+                    "path": "2_Normalize",
+                    "type": "sentence_transformers.models.Normalize",
+                },
+            ]
+        )
+    )
     (d / "1_Pooling").mkdir()
-    (d / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    (d / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True})
+    )
     (d / "2_Normalize").mkdir()
-    (d / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64,
-                                                             "do_lower_case": False}))
+    (d / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": 64, "do_lower_case": False})
+    )
     return d
 
 
@@ -229,7 +258,7 @@ def _fake_parts(tmp_path: Path, n_parts: int = 3) -> list[Path]:
     parts = []
     for i in range(n_parts):
         p = tmp_path / f"all-mpnet-base-v2.zip.{i + 1:03d}"
-        p.write_bytes(data[i * k:(i + 1) * k])
+        p.write_bytes(data[i * k : (i + 1) * k])
         parts.append(p)
     return parts
 
@@ -308,7 +337,9 @@ def test_static_errors(tmp_path, bert_tokenizer_json):
     _tiny_static(tmp_path / "m", bert_tokenizer_json)
     from safetensors.numpy import save_file
 
-    save_file({"embeddings": np.zeros((10, 16), np.float32)}, str(tmp_path / "m" / "model.safetensors"))
+    save_file(
+        {"embeddings": np.zeros((10, 16), np.float32)}, str(tmp_path / "m" / "model.safetensors")
+    )
     with pytest.raises(EmbedderError, match="rows but the tokenizer"):
         StaticEmbedder(tmp_path / "m")
     with pytest.raises(EmbedderError, match="not one string"):
@@ -332,8 +363,9 @@ def test_onnx_errors(tmp_path, bert_tokenizer_json):
     (g / "irt_fast_embedder.json").write_text(json.dumps({"kind": "static"}))
     with pytest.raises(EmbedderError, match="kind"):
         OnnxEmbedder(g)
-    (g / "irt_fast_embedder.json").write_text(json.dumps(
-        {"kind": "onnx", "name": "g", "dim": 8, "normalize": True, "max_seq_length": 16}))
+    (g / "irt_fast_embedder.json").write_text(
+        json.dumps({"kind": "onnx", "name": "g", "dim": 8, "normalize": True, "max_seq_length": 16})
+    )
     (g / "tokenizer.json").write_bytes(bert_tokenizer_json.read_bytes())
     (g / "model.onnx").write_bytes(b"\x00garbage onnx")
     with pytest.raises(EmbedderError, match="model.onnx"):

@@ -118,7 +118,14 @@ def embedding_dataset(data: Path, emb_id: str, root: Path, *, force: bool = Fals
 
 
 def train(
-    data_dir: Path, emb_id: str, out: Path, *, quick: bool, seed: int = 0, force: bool = False
+    data_dir: Path,
+    emb_id: str,
+    out: Path,
+    *,
+    quick: bool,
+    seed: int = 0,
+    force: bool = False,
+    fit_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train an IrtNet with ``python -m training.fit`` on ``data_dir``; returns metrics.json."""
     fit_dir = out / f"fit_{emb_id}"
@@ -141,6 +148,7 @@ def train(
     ]
     if quick:
         cmd += ["--epochs", "3"]
+    cmd += list(fit_args or [])
     _log("+ " + " ".join(cmd))
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     t0 = time.perf_counter()
@@ -268,6 +276,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"{REFERENCE})."
     )
     lines.append("")
+    if result.get("fit_args"):
+        lines.append(
+            f"IrtNet for every embedder: `python -m training.fit {' '.join(result['fit_args'])}` "
+            "(a reduced size, the same for all: see the command)."
+        )
+        lines.append("")
     lines.append(f"Machine: {result['machine']}. Command: `{result['command']}`.")
     return "\n".join(lines)
 
@@ -287,13 +301,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     split = fixed_split(queries["query_id"].to_numpy(), seed=0)
     test_ids = set(int(q) for q in split["test"])
     test_texts = [
-        t for q, t in zip(queries["query_id"].to_list(), queries["text"].to_list(), strict=True) if q in test_ids
+        t
+        for q, t in zip(queries["query_id"].to_list(), queries["text"].to_list(), strict=True)
+        if q in test_ids
     ]
     n_b1 = 64 if args.quick else 256
     n_b256 = 512 if args.quick else 1024
 
     import irt_fast
 
+    fit_args = args.fit_args.split() if args.fit_args else []
     wanted = [e for e in EMBEDDERS if not args.embedders or e[0] in args.embedders]
     rows: list[dict[str, Any]] = []
     bars: dict[str, float] = {}
@@ -308,7 +325,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             continue
         train_id = model_of or emb_id
         ddir = embedding_dataset(data, train_id, emb_root)
-        metrics = train(ddir, train_id, out, quick=args.quick)
+        metrics = train(ddir, train_id, out, quick=args.quick, fit_args=fit_args)
         test = metrics.get("test", {})
         row.update(
             test_accuracy=_metric(test, "correctness", "accuracy"),
@@ -359,6 +376,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"load average {os.getloadavg()[0]:.1f} at the end",
         "command": " ".join(["python -m training.text_path", *sys.argv[1:]]),
         "quick": bool(args.quick),
+        "fit_args": fit_args,
     }
     (out / "text_path.json").write_text(json.dumps(result, indent=2))
     (out / "text_path.md").write_text(markdown(result) + "\n")
@@ -385,6 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"subset of: {' '.join(e for e, _ in EMBEDDERS)}",
     )
     p.add_argument("--quick", action="store_true", help="3 epochs, fewer timed texts")
+    p.add_argument(
+        "--fit-args",
+        default="",
+        help='extra arguments for python -m training.fit, e.g. "--n-routed 7 --hidden 256" '
+        "(the same for every embedder; recorded in the result)",
+    )
     args = p.parse_args(argv)
     run(args)
     return 0

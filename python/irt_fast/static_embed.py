@@ -84,7 +84,9 @@ class StaticEmbedder:
             from safetensors.numpy import load_file
             from tokenizers import Tokenizer
         except ImportError as e:
-            raise EmbedderError(f"the static embedder needs tokenizers and safetensors ({e})") from e
+            raise EmbedderError(
+                f"the static embedder needs tokenizers and safetensors ({e})"
+            ) from e
         try:
             cfg = json.loads((p / "config.json").read_text())
             meta = json.loads((p / META_FILE).read_text()) if (p / META_FILE).is_file() else {}
@@ -119,7 +121,8 @@ class StaticEmbedder:
             table = table * weights.astype(np.float32)[:, None]
         if table.shape[0] != n_tokens:
             raise EmbedderError(
-                f"{p}: table has {table.shape[0]} rows but the tokenizer has {n_tokens} tokens")
+                f"{p}: table has {table.shape[0]} rows but the tokenizer has {n_tokens} tokens"
+            )
         self._table = np.ascontiguousarray(table, dtype=np.float32)
         self.path = p
         self.dim: int = int(self._table.shape[1])
@@ -163,15 +166,16 @@ class StaticEmbedder:
         out = np.zeros((n, self.dim), dtype=np.float32)
         bs = max(1, int(batch_size))
         for s in range(0, n, bs):
-            out[s:s + bs] = self._encode_chunk(texts[s:s + bs])
+            out[s : s + bs] = self._encode_chunk(texts[s : s + bs])
         return out
 
     def _encode_chunk(self, texts: list[str]) -> np.ndarray:
         ids_list = self._ids(texts)
         n = len(texts)
         lengths = np.fromiter(map(len, ids_list), dtype=np.int64, count=n)
-        flat = np.fromiter(itertools.chain.from_iterable(ids_list), dtype=np.int64,
-                           count=int(lengths.sum()))
+        flat = np.fromiter(
+            itertools.chain.from_iterable(ids_list), dtype=np.int64, count=int(lengths.sum())
+        )
         if self._unk is not None:
             keep = flat != self._unk
             if not keep.all():
@@ -208,8 +212,14 @@ def _unk_token_id(tok: object) -> int | None:
     return None if unk is None else int(unk)
 
 
-def distill(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, pca_dims: int = 256,
-            name: str | None = None, normalize: bool = True) -> Path:
+def distill(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    pca_dims: int = 256,
+    name: str | None = None,
+    normalize: bool = True,
+) -> Path:
     """Distil a model2vec static embedder from the local sentence-transformers directory ``src``
     (offline) into ``dst``. Needs ``model2vec[distill]`` (and torch) at build time only."""
     try:
@@ -221,8 +231,14 @@ def distill(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, pca_dim
     model.normalize = normalize
     dst.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(dst))
-    meta = {"kind": KIND, "name": name or dst.name, "dim": int(model.dim),
-            "normalize": normalize, "source": src.name, "pca_dims": pca_dims}
+    meta = {
+        "kind": KIND,
+        "name": name or dst.name,
+        "dim": int(model.dim),
+        "normalize": normalize,
+        "source": src.name,
+        "pca_dims": pca_dims,
+    }
     (dst / META_FILE).write_text(json.dumps(meta, indent=2))
     return dst
 
