@@ -325,8 +325,14 @@ def test_embedllm_model_name_and_conflicts(tmp_path):
     assert load_dataset(tmp_path / "one.csv").llm_names == ["gpt-x", "llama-y"]
     bad = _embedllm_frame([(0, 5, 1, "five", "math"), (1, 5, 0, "FIVE?", "math")])
     bad.write_csv(tmp_path / "bad.csv")
-    with pytest.raises(DataError, match=r"bad.csv: column 'prompt', row 1: prompt_id 5"):
+    with pytest.raises(DataError, match=r"bad.csv: column 'prompt', row 1 \(line 3\): prompt_id 5"):
         load_dataset(tmp_path / "bad.csv")
+    d = tmp_path / "two"
+    d.mkdir()
+    _embedllm_frame([(0, 5, 1, "five", "math")]).write_csv(d / "train.csv")
+    _embedllm_frame([(0, 6, 1, "six", "law"), (1, 5, 0, "five", "law")]).write_csv(d / "val.csv")
+    with pytest.raises(DataError, match=r"val.csv: column 'category', row 1 \(line 3\)"):
+        load_dataset(d)
     (tmp_path / "x.parquet").write_text("not a csv")
     with pytest.raises(DataError, match="EmbedLLM-layout CSV"):
         load_dataset(tmp_path / "x.parquet")

@@ -227,6 +227,7 @@ def _load_embedllm(
     embeddings: bool = True,
 ) -> Dataset:
     frames = []
+    first_q = []
     starts = []
     n_before = 0
     for f in files:
@@ -247,34 +248,52 @@ def _load_embedllm(
         correct = _label_column(df, "label", f)
         starts.append(n_before)
         n_before += df.height
+        rows = pl.DataFrame(
+            {
+                "query_id": qid,
+                "text": text,
+                "benchmark": bench,
+                "file": pl.Series([str(f)] * df.height, dtype=pl.Categorical),
+            }
+        ).with_row_index("row")
+        del df, text
+        # The layout repeats the prompt on every row: keep one text per prompt and only a
+        # 64-bit hash per row (to check that a prompt_id always has the same prompt).
+        first_q.append(rows.unique("query_id", keep="first", maintain_order=True))
         frames.append(
-            pl.DataFrame(
-                {
-                    "model": model,
-                    "query_id": qid,
-                    "correct": correct,
-                    "text": text,
-                    "benchmark": bench,
-                    "file": pl.Series([str(f)] * df.height, dtype=pl.Categorical),
-                }
-            ).with_row_index("row")
+            pl.DataFrame({"model": model, "correct": correct}).hstack(
+                rows.select(
+                    "query_id",
+                    "row",
+                    "file",
+                    pl.col("benchmark").cast(pl.Categorical),
+                    text_hash=pl.col("text").hash(seed=0),
+                )
+            )
         )
-        del df
+        del rows
     allr = pl.concat(frames)
     del frames
-    queries = allr.unique("query_id", keep="first", maintain_order=True).select(
-        "query_id", "text", "benchmark"
+    queries = (
+        pl.concat(first_q)
+        .unique("query_id", keep="first", maintain_order=True)
+        .select("query_id", "text", "benchmark")
     )
     # One prompt_id must have one prompt text and category throughout all files.
-    check = allr.join(queries, on="query_id", suffix="_q").filter(
-        (pl.col("text") != pl.col("text_q")) | (pl.col("benchmark") != pl.col("benchmark_q"))
+    ref = queries.select(
+        "query_id", benchmark_q=pl.col("benchmark"), text_hash_q=pl.col("text").hash(seed=0)
+    )
+    check = allr.join(ref, on="query_id").filter(
+        (pl.col("text_hash") != pl.col("text_hash_q"))
+        | (pl.col("benchmark").cast(pl.String) != pl.col("benchmark_q"))
     )
     if check.height:
         r = check.row(0, named=True)
-        col = "prompt" if r["text"] != r["text_q"] else "category"
+        col = "prompt" if r["text_hash"] != r["text_hash_q"] else "category"
+        fpath = Path(r["file"])
         raise DataError(
-            f"{r['file']}: column '{col}', row {r['row']}: prompt_id {r['query_id']} has a "
-            f"different {col} than its first occurrence"
+            f"{fpath}: column '{col}', row {r['row']}{_line(fpath, r['row'])}: prompt_id "
+            f"{r['query_id']} has a different {col} than its first occurrence"
         )
     queries = queries.sort("query_id")
     emb_file = _find_table(directory, "query_embeddings") if directory and embeddings else None
