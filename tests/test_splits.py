@@ -7,8 +7,10 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from irt_fast.data import load_dataset
 from irt_fast.errors import DataError, InputError
 from irt_fast.splits import (
+    embedllm_split,
     fixed_split,
     leave_one_benchmark_out,
     read_split_file,
@@ -130,3 +132,22 @@ def test_fixed_split_is_a_seeded_partition(ids, train, val_share, seed):
     np.testing.assert_array_equal(np.sort(np.concatenate(list(s.values()))), arr)
     again = fixed_split(arr, fractions=fr, seed=seed)
     assert all(np.array_equal(s[k], again[k]) for k in s)
+
+
+def test_embedllm_split(tmp_path):
+    cols = ["model_id", "prompt_id", "label", "prompt", "category"]
+    rows = {
+        "train": [(0, 1, 1, "a", "x"), (1, 1, 0, "a", "x"), (0, 3, 1, "c", "x")],
+        "test": [(0, 7, 0, "g", "y"), (1, 7, 1, "g", "y")],
+    }
+    for name, r in rows.items():
+        pl.DataFrame(r, schema=cols, orient="row").write_csv(tmp_path / f"{name}.csv")
+    s = embedllm_split(tmp_path)
+    assert {k: v.tolist() for k, v in s.items()} == {"train": [1, 3], "val": [], "test": [7]}
+    ds = load_dataset(tmp_path)
+    assert sorted(np.concatenate(list(s.values())).tolist()) == ds.queries["query_id"].to_list()
+    pl.DataFrame([(0, 3, 1, "c", "x")], schema=cols, orient="row").write_csv(tmp_path / "val.csv")
+    with pytest.raises(DataError, match=r"val.csv: prompt_id 3 is also in train.csv"):
+        embedllm_split(tmp_path)
+    with pytest.raises(DataError, match="no train.csv"):
+        embedllm_split(tmp_path / "nothing")

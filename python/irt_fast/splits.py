@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SPLIT_NAMES",
+    "embedllm_split",
     "fixed_split",
     "leave_one_benchmark_out",
     "read_split_file",
@@ -212,3 +213,41 @@ def read_split_file(
     ids = qid.to_numpy()
     sp = split.to_numpy()
     return {name: np.sort(ids[sp == name]) for name in SPLIT_NAMES}
+
+
+def embedllm_split(directory: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The split an EmbedLLM-layout directory ships: the prompt_ids of ``train.csv``,
+    ``val.csv`` and ``test.csv`` (a missing file gives an empty part), to reproduce the papers'
+    numbers on their own split.
+
+    Raises:
+        DataError: no such CSV, no ``prompt_id`` column, or a prompt in two files (then the
+            files are not a split by question).
+    """
+    d = Path(directory)
+    out: dict[str, np.ndarray] = {}
+    for name in SPLIT_NAMES:
+        f = d / f"{name}.csv"
+        if not f.is_file():
+            out[name] = np.empty(0, dtype=np.int64)
+            continue
+        try:
+            col = pl.read_csv(f, columns=["prompt_id"], infer_schema=False)["prompt_id"]
+        except pl.exceptions.PolarsError as e:
+            raise DataError(f"{f}: cannot read column 'prompt_id': {e}") from e
+        ids_s = col.cast(pl.Int64, strict=False)
+        if ids_s.null_count():
+            r = int(ids_s.is_null().arg_true()[0])
+            raise DataError(f"{f}: column 'prompt_id', row {r} (line {r + 2}): {col[r]!r}")
+        ids = np.unique(ids_s.to_numpy())
+        for other, prev in out.items():
+            both = np.intersect1d(prev, ids)
+            if len(both):
+                raise DataError(
+                    f"{f}: prompt_id {int(both[0])} is also in {other}.csv ({len(both)} shared "
+                    "prompts): these files do not split by question"
+                )
+        out[name] = ids
+    if not any(len(v) for v in out.values()):
+        raise DataError(f"{d}: no train.csv / val.csv / test.csv with prompts")
+    return out
