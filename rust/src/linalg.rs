@@ -1,7 +1,7 @@
-//! The one matrix product the engine needs, `C (+)= A · Bᵀ`, on top of the `gemm` crate.
+//! The one matrix product the engine needs, a layer `C (+)= A · Wᵀ`, on top of the `gemm` crate
+//! (chosen by measurement over `matrixmultiply`: see rust/benches/gemm_choice.rs).
 //!
-//! Weights are stored as PyTorch stores `Linear.weight` (`[out, in]`, row-major), so every layer is
-//! `A[m, k] · W[n, k]ᵀ`. Small `m` (a few queries) is memory-bound: the work is then split over
+//! `W` is `[out, in]` as PyTorch stores `Linear.weight`, or its transpose (`Layout`). Small `m` (a few queries) is memory-bound: the work is then split over
 //! output columns so each thread streams its own slab of the weights. Large `m` is split over rows
 //! one level up (in `infer`), so here a large product runs on the calling thread only.
 
@@ -39,11 +39,123 @@ impl<'a> Mat<'a> {
     }
 }
 
+/// How a weight matrix of logical shape `[n (out), k (in)]` is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `[n, k]` row-major, as PyTorch stores `Linear.weight`.
+    OutIn,
+    /// `[k, n]` row-major (the transpose): the GEMM kernels read it without repacking, which
+    /// matters when only a few queries share each pass over the weights.
+    InOut,
+}
+
+/// A weight matrix: `n` outputs × `k` inputs, stored in `layout`.
+#[derive(Clone, Copy)]
+pub struct W<'a> {
+    pub data: &'a [f32],
+    pub n: usize,
+    pub k: usize,
+    pub layout: Layout,
+}
+
+impl<'a> W<'a> {
+    pub fn new(data: &'a [f32], n: usize, k: usize, layout: Layout) -> Self {
+        assert_eq!(data.len(), n * k, "weight matrix size");
+        W { data, n, k, layout }
+    }
+}
+
+/// Returns `w` (logical `[n, k]`, row-major) in `layout`.
+pub fn to_layout(w: Vec<f32>, n: usize, k: usize, layout: Layout) -> Vec<f32> {
+    match layout {
+        Layout::OutIn => w,
+        Layout::InOut => {
+            let mut t = vec![0.0f32; n * k];
+            for (j, row) in w.chunks_exact(k).enumerate() {
+                for (p, v) in row.iter().enumerate() {
+                    t[p * n + j] = *v;
+                }
+            }
+            t
+        }
+    }
+}
+
+/// `c[m, n] = a[m, k] · wᵀ (+ c if accumulate)`: a layer applied to `m` rows. See `matmul_nt`.
+pub fn matmul(a: Mat<'_>, w: W<'_>, c: &mut [f32], ldc: usize, accumulate: bool, threads: usize) {
+    match w.layout {
+        Layout::OutIn => matmul_nt(a, Mat::new(w.data, w.n, w.k), c, ldc, accumulate, threads),
+        Layout::InOut => matmul_nn(a, w, c, ldc, accumulate, threads),
+    }
+}
+
+fn matmul_nn(a: Mat<'_>, w: W<'_>, c: &mut [f32], ldc: usize, accumulate: bool, threads: usize) {
+    let (m, n, k) = (a.rows, w.n, a.cols);
+    assert_eq!(w.k, k, "inner dimensions differ");
+    a.check();
+    assert!(ldc >= n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= (m - 1) * ldc + n, "output out of bounds");
+    if m == 1 {
+        // gemm's matrix-vector path is ~2× slower on this layout than its matrix kernel on two
+        // rows (measured: 4.4–8.5 ms vs 1.8 ms on the reference model), so run two rows.
+        let mut a2 = Vec::with_capacity(2 * k);
+        a2.extend_from_slice(&a.data[..k]);
+        a2.resize(2 * k, 0.0);
+        let mut c2 = vec![0.0f32; 2 * n];
+        matmul_nn(Mat::new(&a2, 2, k), w, &mut c2, n, false, threads);
+        for (ci, v) in c[..n].iter_mut().zip(&c2[..n]) {
+            *ci = if accumulate { *ci + v } else { *v };
+        }
+        return;
+    }
+    let slab = n.div_ceil(threads.max(1)).next_multiple_of(64);
+    let run = |j0: usize, nj: usize, c_ptr: *mut f32| {
+        // SAFETY: bounds checked above; columns j0..j0+nj of w ([k, n] row-major) and of c.
+        unsafe {
+            gemm(
+                m,
+                nj,
+                k,
+                c_ptr.add(j0),
+                1,
+                ldc as isize,
+                accumulate,
+                a.data.as_ptr(),
+                1,
+                a.ld as isize,
+                w.data.as_ptr().add(j0),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            )
+        }
+    };
+    if threads <= 1 || n <= slab {
+        run(0, n, c.as_mut_ptr());
+        return;
+    }
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    (0..n.div_ceil(slab)).into_par_iter().for_each(|s| {
+        let c_ptr = &c_ptr;
+        let j0 = s * slab;
+        // disjoint column slabs: no two tasks write the same element
+        run(j0, slab.min(n - j0), c_ptr.0);
+    });
+}
+
 /// `c[m, n] = a[m, k] · b[n, k]ᵀ (+ c if accumulate)`, with `c` row-major of row stride `ldc`.
 ///
 /// `threads > 1` splits the columns of `c` (the rows of `b`) into slabs computed in parallel on
-/// the current rayon pool. Each output element is computed by the same kernel whatever the split,
-/// so the split only changes speed.
+/// the current rayon pool. The split changes speed, and results only at rounding level (the
+/// kernel's blocking may depend on the slab's size).
 pub fn matmul_nt(
     a: Mat<'_>,
     b: Mat<'_>,
@@ -194,6 +306,26 @@ mod tests {
                 );
                 for (x, y) in c.iter().zip(&want) {
                     assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn both_layouts_agree() {
+        for &(m, n, k) in &[(1, 300, 77), (7, 129, 64), (40, 1000, 20)] {
+            let a = rand_vec(m * k, 5);
+            let b = rand_vec(n * k, 6);
+            let want = naive(&a, &b, m, n, k);
+            let bt = to_layout(b.clone(), n, k, Layout::InOut);
+            for threads in [1, 2, 3] {
+                for (data, layout) in [(&b, Layout::OutIn), (&bt, Layout::InOut)] {
+                    let mut c = vec![0.0; m * n];
+                    let w = W::new(data, n, k, layout);
+                    matmul(Mat::new(&a, m, k), w, &mut c, n, false, threads);
+                    for (x, y) in c.iter().zip(&want) {
+                        assert!((x - y).abs() < 1e-4, "{layout:?}: {x} vs {y}");
+                    }
                 }
             }
         }

@@ -8,7 +8,7 @@
 //!
 //! The heads (α and β stacked) and the LLM scores are two more, small, products.
 
-use crate::linalg::{matmul_nt, Mat};
+use crate::linalg::{matmul, to_layout, Layout, Mat, W};
 use crate::weights::{Config, Embedder, Method, Weights};
 
 /// Repacked weights of one model, ready for batched inference.
@@ -22,6 +22,8 @@ pub struct Model {
     /// The file's optional `training` metadata.
     pub training_json: Option<String>,
     body: Body,
+    /// Storage of the large weight matrices.
+    layout: Layout,
     /// `[n_llms, d]`.
     theta: Vec<f32>,
     /// `[n_llms]`, zeros when the config has no per-LLM bias.
@@ -83,6 +85,10 @@ impl Model {
     /// Repacks validated weights for inference.
     pub fn new(mut w: Weights) -> Model {
         let cfg = w.config.clone();
+        // [in, out] storage: measured 2-4× faster than PyTorch's [out, in] for 2-128 queries
+        // (no repacking of the weights per call) and no slower for large batches.
+        let layout = Layout::InOut;
+        let dm = cfg.embed_dim;
         let body = match cfg.method {
             Method::IrtNet {
                 hidden_dim: h,
@@ -111,6 +117,8 @@ impl Model {
                 w_head.extend_from_slice(w.tensor("beta.weight"));
                 let mut b_head = w.take("alpha.bias");
                 b_head.extend_from_slice(w.tensor("beta.bias"));
+                let w_in = to_layout(w_in, e * h + n_routed, dm, layout);
+                let w2t = to_layout(w2t, o, width, layout);
                 Body::IrtNet {
                     n_shared,
                     n_routed,
@@ -126,16 +134,16 @@ impl Model {
                 }
             }
             Method::Mf => Body::Mf {
-                w: w.take("proj.weight"),
+                w: to_layout(w.take("proj.weight"), cfg.d, dm, layout),
                 b: w.take("proj.bias"),
                 scale: w.take("out.weight"),
                 beta: -w.tensor("out.bias").first().copied().unwrap_or(0.0),
             },
             Method::JeIrt { hidden_dim } => Body::JeIrt {
                 hidden: hidden_dim,
-                w1: w.take("mlp.w1"),
+                w1: to_layout(w.take("mlp.w1"), hidden_dim, dm, layout),
                 b1: w.take("mlp.b1"),
-                w2: w.take("mlp.w2"),
+                w2: to_layout(w.take("mlp.w2"), cfg.d, hidden_dim, layout),
                 b2: w.take("mlp.b2"),
             },
         };
@@ -153,6 +161,7 @@ impl Model {
             training_json: w.training_json.take(),
             config: cfg,
             body,
+            layout,
         }
     }
 
@@ -211,9 +220,9 @@ impl Model {
                 // the second product multiplies with the b2 columns appended to `w2t`.
                 let width = eh + e;
                 resize(&mut scratch.hidden, m * width);
-                matmul_nt(
+                matmul(
                     xm,
-                    Mat::new(w_in, eh + r, dm),
+                    W::new(w_in, eh + r, dm, self.layout),
                     &mut scratch.hidden,
                     width,
                     false,
@@ -250,9 +259,9 @@ impl Model {
                     }
                 }
                 resize(&mut scratch.body_out, m * o);
-                matmul_nt(
+                matmul(
                     Mat::new(&scratch.hidden, m, width),
-                    Mat::new(w2t, o, width),
+                    W::new(w2t, o, width, self.layout),
                     &mut scratch.body_out,
                     o,
                     false,
@@ -260,9 +269,9 @@ impl Model {
                 );
                 let d1 = d + 1;
                 resize(&mut scratch.heads, m * d1);
-                matmul_nt(
+                matmul(
                     Mat::new(&scratch.body_out, m, o),
-                    Mat::new(w_head, d1, o),
+                    W::new(w_head, d1, o, Layout::OutIn),
                     &mut scratch.heads,
                     d1,
                     false,
@@ -286,7 +295,7 @@ impl Model {
                 scale,
                 beta: b0,
             } => {
-                matmul_nt(xm, Mat::new(w, d, dm), alpha, d, false, threads);
+                matmul(xm, W::new(w, d, dm, self.layout), alpha, d, false, threads);
                 for a in alpha.chunks_exact_mut(d) {
                     for ((ai, bi), si) in a.iter_mut().zip(b).zip(scale) {
                         *ai = (*ai + bi) * si;
@@ -303,9 +312,9 @@ impl Model {
             } => {
                 let h = *hidden;
                 resize(&mut scratch.hidden, m * h);
-                matmul_nt(
+                matmul(
                     xm,
-                    Mat::new(w1, h, dm),
+                    W::new(w1, h, dm, self.layout),
                     &mut scratch.hidden,
                     h,
                     false,
@@ -316,9 +325,9 @@ impl Model {
                         *v = (*v + bi).max(0.0);
                     }
                 }
-                matmul_nt(
+                matmul(
                     Mat::new(&scratch.hidden, m, h),
-                    Mat::new(w2, d, h),
+                    W::new(w2, d, h, self.layout),
                     alpha,
                     d,
                     false,
@@ -357,9 +366,9 @@ impl Model {
         resize(&mut alpha, m * d);
         resize(&mut beta, m);
         self.item_params(x, m, &mut alpha, &mut beta, scratch, threads);
-        matmul_nt(
+        matmul(
             Mat::new(&alpha, m, d),
-            Mat::new(&self.theta, n, d),
+            W::new(&self.theta, n, d, Layout::OutIn),
             proba,
             n,
             false,
