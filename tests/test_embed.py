@@ -270,3 +270,22 @@ def test_delta_index_and_rebuild(tmp_path, monkeypatch):
         found, got = c.lookup(np.concatenate(all_keys))
         assert found.all()
         np.testing.assert_array_equal(got, np.concatenate(all_vecs))
+
+
+def test_threads_share_one_cache(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(embed, "MAX_SMALL_SHARDS", 4)
+    texts = [f"thread text {i}" for i in range(64)]
+
+    def one(i):
+        return embed_texts(texts[i : i + 3], CountingEncoder(), cache_dir=tmp_path, progress=False)
+
+    with ThreadPoolExecutor(4) as ex:
+        parts = list(ex.map(one, range(0, 62)))
+    ref = embed_texts(texts, CountingEncoder(), cache_dir=tmp_path, use_cache=False, progress=False)
+    for i, p in enumerate(parts):
+        np.testing.assert_array_equal(p, ref[i : i + 3])
+    enc = CountingEncoder()
+    embed_texts(texts, enc, cache_dir=tmp_path, progress=False)
+    assert enc.seen == []

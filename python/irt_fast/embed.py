@@ -281,6 +281,7 @@ class EmbeddingCache:
         self._base = empty  # (sorted keys, (shard, row) per key) over shards [0, _n_base)
         self._delta = empty  # the same over shards [_n_base, len(_keys))
         self._n_base = 0
+        self._lock = threading.RLock()  # one instance is shared by the threads of a process
         self.refresh()
 
     def __len__(self) -> int:
@@ -294,6 +295,10 @@ class EmbeddingCache:
 
     def refresh(self) -> None:
         """Pick up shards written since the last look (by this or another process)."""
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         n_before = len(self._keys)
         for fname in self._shard_files():
             if fname in self._seen:
@@ -346,6 +351,10 @@ class EmbeddingCache:
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(found mask [n], vectors [n, dim] float32 with zeros where not found)."""
+        with self._lock:
+            return self._lookup(keys)
+
+    def _lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(keys)
         out = np.zeros((n, self.dim or 0), dtype=np.float32)
         found = np.zeros(n, dtype=bool)
@@ -371,9 +380,10 @@ class EmbeddingCache:
         if self.dim is not None and vectors.shape[1] != self.dim:
             raise InputError(f"cache add: dim {vectors.shape[1]} != cache dim {self.dim}")
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._write_shard(np.asarray(keys, dtype="S64"), vectors)
-        self.refresh()
-        self._maybe_compact()
+        with self._lock:
+            self._write_shard(np.asarray(keys, dtype="S64"), vectors)
+            self._refresh()
+            self._maybe_compact()
 
     def _write_shard(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         stem = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -405,7 +415,7 @@ class EmbeddingCache:
                     (self.dir / f"{stem}{suffix}").unlink()
                 except OSError:  # gone already (another compactor), or locked (Windows)
                     pass
-        self.refresh()
+        self._refresh()
 
     def _name_of(self, i: int) -> str:
         return self._names[i]
