@@ -175,13 +175,14 @@ def test_predict_accuracy_grouped_streamed_and_framed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_same_answer_whatever_batch_and_threads(tmp_path: Path, threads: int) -> None:
-    ref, cfg, _ = make(tmp_path, "dense", threads=1)
+@pytest.mark.parametrize("name", ["dense", "topk"])  # topk runs the sparse mixture
+def test_same_answer_whatever_batch_and_threads(tmp_path: Path, threads: int, name: str) -> None:
+    ref, cfg, _ = make(tmp_path, name, threads=1)
     m = irt_fast.load(ref.path, threads=threads)
     assert m.threads == threads
     x = np.random.default_rng(12).standard_normal((700, 24)).astype(np.float32)
     full = ref.predict_proba(x)
-    for b in (1, 3, 64, 65, 257, 700):
+    for b in (1, 3, 64, 65, 257, 700):  # 700 rows: several chunks, a ragged last one
         parts = [m.predict_proba(x[i : i + b]) for i in range(0, 700, b)]
         np.testing.assert_allclose(np.concatenate(parts), full, atol=1e-6, rtol=0)
 

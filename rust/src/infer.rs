@@ -274,7 +274,9 @@ impl Engine {
         if b < self.threads * MIN_ROWS_PER_THREAD {
             return b.max(1);
         }
-        let n_chunks = b.div_ceil(MAX_CHUNK_ROWS).next_multiple_of(self.threads);
+        let n_chunks = b
+            .div_ceil(self.model.max_chunk_rows())
+            .next_multiple_of(self.threads);
         b.div_ceil(n_chunks)
     }
 

@@ -56,12 +56,36 @@ pub struct W<'a> {
     pub n: usize,
     pub k: usize,
     pub layout: Layout,
+    /// Row stride of an `InOut` matrix (`>= n`): lets a block of columns (one expert's units
+    /// inside the stacked matrix) be used as a matrix of its own.
+    pub ld: usize,
 }
 
 impl<'a> W<'a> {
     pub fn new(data: &'a [f32], n: usize, k: usize, layout: Layout) -> Self {
         assert_eq!(data.len(), n * k, "weight matrix size");
-        W { data, n, k, layout }
+        W {
+            data,
+            n,
+            k,
+            layout,
+            ld: match layout {
+                Layout::OutIn => k,
+                Layout::InOut => n,
+            },
+        }
+    }
+
+    /// Columns `j0..j0 + n` of an `InOut` matrix `[k, ld]`.
+    pub fn in_out_block(data: &'a [f32], k: usize, ld: usize, j0: usize, n: usize) -> Self {
+        assert!(j0 + n <= ld && k >= 1 && data.len() >= (k - 1) * ld + j0 + n);
+        W {
+            data: &data[j0..],
+            n,
+            k,
+            layout: Layout::InOut,
+            ld,
+        }
     }
 }
 
@@ -84,7 +108,19 @@ pub fn to_layout(w: Vec<f32>, n: usize, k: usize, layout: Layout) -> Vec<f32> {
 /// `c[m, n] = a[m, k] · wᵀ (+ c if accumulate)`: a layer applied to `m` rows. See `matmul_nt`.
 pub fn matmul(a: Mat<'_>, w: W<'_>, c: &mut [f32], ldc: usize, accumulate: bool, threads: usize) {
     match w.layout {
-        Layout::OutIn => matmul_nt(a, Mat::new(w.data, w.n, w.k), c, ldc, accumulate, threads),
+        Layout::OutIn => matmul_nt(
+            a,
+            Mat {
+                data: w.data,
+                rows: w.n,
+                cols: w.k,
+                ld: w.ld,
+            },
+            c,
+            ldc,
+            accumulate,
+            threads,
+        ),
         Layout::InOut => matmul_nn(a, w, c, ldc, accumulate, threads),
     }
 }
@@ -94,6 +130,7 @@ fn matmul_nn(a: Mat<'_>, w: W<'_>, c: &mut [f32], ldc: usize, accumulate: bool, 
     assert_eq!(w.k, k, "inner dimensions differ");
     a.check();
     assert!(ldc >= n);
+    assert!(w.ld >= n && (k == 0 || w.data.len() >= (k - 1) * w.ld + n));
     if m == 0 || n == 0 {
         return;
     }
@@ -128,7 +165,7 @@ fn matmul_nn(a: Mat<'_>, w: W<'_>, c: &mut [f32], ldc: usize, accumulate: bool, 
                 a.ld as isize,
                 w.data.as_ptr().add(j0),
                 1,
-                n as isize,
+                w.ld as isize,
                 1.0,
                 1.0,
                 false,

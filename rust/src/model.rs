@@ -215,58 +215,62 @@ impl Model {
                 let (h, o, r) = (*hidden, *out, *n_routed);
                 let e = n_shared + r;
                 let eh = e * h;
-                // Row layout: [E·H hidden units | E gate weights]. The first product writes the
-                // R gate logits into the tail; they are replaced by the E expert weights, which
-                // the second product multiplies with the b2 columns appended to `w2t`.
-                let width = eh + e;
-                resize(&mut scratch.hidden, m * width);
-                matmul(
-                    xm,
-                    W::new(w_in, eh + r, dm, self.layout),
-                    &mut scratch.hidden,
-                    width,
-                    false,
-                    threads,
-                );
-                resize(&mut scratch.gate_w, e);
-                for row in scratch.hidden.chunks_exact_mut(width) {
-                    let (experts, tail) = row.split_at_mut(eh);
-                    for (g, b) in tail[..r].iter_mut().zip(&b_in[eh..]) {
-                        *g += b;
-                    }
-                    gate_weights(
-                        &tail[..r],
-                        selection_bias,
-                        *top_k,
-                        *n_shared,
-                        &mut scratch.gate_w,
-                        &mut scratch.order,
+                if self.sparse_moe() {
+                    self.moe_sparse(x, m, scratch, threads);
+                } else {
+                    // Row layout: [E·H hidden units | E gate weights]. The first product writes the
+                    // R gate logits into the tail; they are replaced by the E expert weights, which
+                    // the second product multiplies with the b2 columns appended to `w2t`.
+                    let width = eh + e;
+                    resize(&mut scratch.hidden, m * width);
+                    matmul(
+                        xm,
+                        W::new(w_in, eh + r, dm, self.layout),
+                        &mut scratch.hidden,
+                        width,
+                        false,
+                        threads,
                     );
-                    tail.copy_from_slice(&scratch.gate_w);
-                    // bias, ReLU and the gate weight in one pass over each expert's block
-                    for ((blk, bias), &we) in experts
-                        .chunks_exact_mut(h)
-                        .zip(b_in.chunks_exact(h))
-                        .zip(tail.iter())
-                    {
-                        if we == 0.0 {
-                            blk.fill(0.0);
-                            continue;
+                    resize(&mut scratch.gate_w, e);
+                    for row in scratch.hidden.chunks_exact_mut(width) {
+                        let (experts, tail) = row.split_at_mut(eh);
+                        for (g, b) in tail[..r].iter_mut().zip(&b_in[eh..]) {
+                            *g += b;
                         }
-                        for (v, b) in blk.iter_mut().zip(bias) {
-                            *v = (*v + b).max(0.0) * we;
+                        gate_weights(
+                            &tail[..r],
+                            selection_bias,
+                            *top_k,
+                            *n_shared,
+                            &mut scratch.gate_w,
+                            &mut scratch.order,
+                        );
+                        tail.copy_from_slice(&scratch.gate_w);
+                        // bias, ReLU and the gate weight in one pass over each expert's block
+                        for ((blk, bias), &we) in experts
+                            .chunks_exact_mut(h)
+                            .zip(b_in.chunks_exact(h))
+                            .zip(tail.iter())
+                        {
+                            if we == 0.0 {
+                                blk.fill(0.0);
+                                continue;
+                            }
+                            for (v, b) in blk.iter_mut().zip(bias) {
+                                *v = (*v + b).max(0.0) * we;
+                            }
                         }
                     }
+                    resize(&mut scratch.body_out, m * o);
+                    matmul(
+                        Mat::new(&scratch.hidden, m, width),
+                        W::new(w2t, o, width, self.layout),
+                        &mut scratch.body_out,
+                        o,
+                        false,
+                        threads,
+                    );
                 }
-                resize(&mut scratch.body_out, m * o);
-                matmul(
-                    Mat::new(&scratch.hidden, m, width),
-                    W::new(w2t, o, width, self.layout),
-                    &mut scratch.body_out,
-                    o,
-                    false,
-                    threads,
-                );
                 let d1 = d + 1;
                 resize(&mut scratch.heads, m * d1);
                 matmul(
@@ -345,6 +349,130 @@ impl Model {
                         *ai /= denom;
                     }
                     *be = norm;
+                }
+            }
+        }
+    }
+
+    /// Whether the mixture runs sparsely: only the selected experts' rows are computed. Exact
+    /// (unselected experts have weight 0); faster when few of the routed experts are selected.
+    pub fn sparse_moe(&self) -> bool {
+        match self.body {
+            Body::IrtNet {
+                n_routed, top_k, ..
+            } => self.layout == Layout::InOut && n_routed > 0 && top_k * 2 <= n_routed,
+            _ => false,
+        }
+    }
+
+    /// Rows per chunk that keep working memory bounded and the products efficient.
+    pub fn max_chunk_rows(&self) -> usize {
+        // Sparse experts each see ~top_k/n_routed of a chunk's rows: bigger chunks keep their
+        // products from becoming memory-bound, and no [rows, E·H] buffer is needed.
+        if self.sparse_moe() {
+            4 * crate::infer::MAX_CHUNK_ROWS
+        } else {
+            crate::infer::MAX_CHUNK_ROWS
+        }
+    }
+
+    /// The sparse mixture: `scratch.body_out[m, O]` = Σ over each row's selected experts.
+    fn moe_sparse(&self, x: &[f32], m: usize, scratch: &mut Scratch, threads: usize) {
+        let Body::IrtNet {
+            n_shared,
+            n_routed,
+            top_k,
+            hidden: h,
+            out: o,
+            w_in,
+            b_in,
+            selection_bias,
+            w2t,
+            ..
+        } = &self.body
+        else {
+            return;
+        };
+        let (h, o, r, ns) = (*h, *o, *n_routed, *n_shared);
+        let dm = self.config.embed_dim;
+        let e = ns + r;
+        let eh = e * h;
+        let ld1 = eh + r; // row stride of w_in ([D, E·H + R])
+        let xm = Mat::new(x, m, dm);
+        // gate logits and weights, [m, R] then [m, E]
+        let mut gate = vec![0.0f32; m * r];
+        matmul(
+            xm,
+            W::in_out_block(w_in, dm, ld1, eh, r),
+            &mut gate,
+            r,
+            false,
+            threads,
+        );
+        let mut gw = vec![0.0f32; m * e];
+        resize(&mut scratch.gate_w, e);
+        for (g, wrow) in gate.chunks_exact_mut(r).zip(gw.chunks_exact_mut(e)) {
+            for (gi, b) in g.iter_mut().zip(&b_in[eh..]) {
+                *gi += b;
+            }
+            gate_weights(g, selection_bias, *top_k, ns, wrow, &mut scratch.order);
+        }
+        resize(&mut scratch.body_out, m * o);
+        scratch.body_out.fill(0.0);
+        let mut xe: Vec<f32> = Vec::new();
+        let mut he: Vec<f32> = Vec::new();
+        let mut oe: Vec<f32> = Vec::new();
+        let mut rows: Vec<usize> = Vec::new();
+        for ei in 0..e {
+            rows.clear();
+            rows.extend((0..m).filter(|&i| gw[i * e + ei] != 0.0));
+            let me = rows.len();
+            if me == 0 {
+                continue;
+            }
+            let xin = if me == m {
+                x
+            } else {
+                xe.clear();
+                for &i in &rows {
+                    xe.extend_from_slice(&x[i * dm..(i + 1) * dm]);
+                }
+                &xe[..]
+            };
+            resize(&mut he, me * h);
+            matmul(
+                Mat::new(xin, me, dm),
+                W::in_out_block(w_in, dm, ld1, ei * h, h),
+                &mut he,
+                h,
+                false,
+                threads,
+            );
+            let b1 = &b_in[ei * h..(ei + 1) * h];
+            for (row, &i) in he.chunks_exact_mut(h).zip(&rows) {
+                let we = gw[i * e + ei];
+                for (v, b) in row.iter_mut().zip(b1) {
+                    *v = (*v + b).max(0.0) * we;
+                }
+            }
+            resize(&mut oe, me * o);
+            matmul(
+                Mat::new(&he, me, h),
+                W::new(&w2t[ei * h * o..(ei + 1) * h * o], o, h, Layout::InOut),
+                &mut oe,
+                o,
+                false,
+                threads,
+            );
+            let b2 = &w2t[(eh + ei) * o..(eh + ei + 1) * o];
+            for (orow, &i) in oe.chunks_exact(o).zip(&rows) {
+                let we = gw[i * e + ei];
+                for ((acc, v), b) in scratch.body_out[i * o..(i + 1) * o]
+                    .iter_mut()
+                    .zip(orow)
+                    .zip(b2)
+                {
+                    *acc += v + we * b;
                 }
             }
         }
