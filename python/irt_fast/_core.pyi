@@ -1,13 +1,17 @@
 """Type stubs of the compiled engine (rust/src/py). Use ``irt_fast``, not this module."""
 
 from os import PathLike
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
 
+__all__ = ["Engine", "FORMAT_VERSION", "MAX_CHUNK_ROWS"]
+
 FORMAT_VERSION: str
 MAX_CHUNK_ROWS: int
 
+@final
 class Engine:
     """A model loaded from a weights file, held in Rust."""
 
