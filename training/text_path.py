@@ -63,6 +63,7 @@ def _log(msg: str) -> None:
 def embedding_dataset(data: Path, emb_id: str, root: Path, *, force: bool = False) -> Path:
     """Dataset dir with ``emb_id``'s vectors of every query (built once; atomic)."""
     import polars as pl
+
     from irt_fast.models import kind_of, load_embedder, resolve
 
     if emb_id == REFERENCE:
@@ -299,6 +300,15 @@ def markdown(result: dict[str, Any]) -> str:
             "Bars on the same test split (reference model): single-best LLM routing micro "
             f"{f(b.get('single_best_micro'), '.4f')}, oracle {f(b.get('oracle_micro'), '.4f')}."
         )
+        ref = next((r for r in rows if r["embedder"] == REFERENCE), {})
+        sb, rm = b.get("single_best_micro"), ref.get("routing_micro")
+        if sb is not None and rm is not None and rm - sb < 0.01:
+            lines.append("")
+            lines.append(
+                f"Caution: the reference router is only {100 * (rm - sb):.2f} points above the "
+                "single-best LLM, so the 1-point routing criterion below cannot tell embedders "
+                "apart; compare test correctness accuracy and AUC too."
+            )
     lines.append("")
     lines.append(
         f"Recommended production setting: **{result.get('recommended') or 'none'}** "
@@ -318,6 +328,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import polars as pl
+
     from irt_fast.errors import EmbedderError
     from irt_fast.models import load_embedder, resolve
     from irt_fast.splits import fixed_split
