@@ -1,0 +1,315 @@
+//! Pure-Rust tests of the engine (no Python): load/validate files built in memory, compare the
+//! forward pass with a naive f64 implementation of docs/format.md, check the error paths.
+
+use std::collections::HashMap;
+
+use irt_fast::infer::{RouteSpec, Rule};
+use irt_fast::{Engine, Error, Model, Weights};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+struct Cfg {
+    dm: usize,
+    d: usize,
+    n: usize,
+    h: usize,
+    o: usize,
+    ns: usize,
+    nr: usize,
+    k: usize,
+}
+
+const CFG: Cfg = Cfg {
+    dm: 12,
+    d: 5,
+    n: 3,
+    h: 10,
+    o: 6,
+    ns: 1,
+    nr: 4,
+    k: 2,
+};
+
+fn rand(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1.2
+        })
+        .collect()
+}
+
+fn tensors(c: &Cfg) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
+    let e = c.ns + c.nr;
+    let shapes: Vec<(&'static str, Vec<usize>)> = vec![
+        ("experts.w1", vec![e, c.h, c.dm]),
+        ("experts.b1", vec![e, c.h]),
+        ("experts.w2", vec![e, c.o, c.h]),
+        ("experts.b2", vec![e, c.o]),
+        ("gate.weight", vec![c.nr, c.dm]),
+        ("gate.bias", vec![c.nr]),
+        ("gate.selection_bias", vec![c.nr]),
+        ("alpha.weight", vec![c.d, c.o]),
+        ("alpha.bias", vec![c.d]),
+        ("beta.weight", vec![1, c.o]),
+        ("beta.bias", vec![1]),
+        ("theta", vec![c.n, c.d]),
+        ("llm_bias", vec![c.n]),
+    ];
+    shapes
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, s))| {
+            let len = s.iter().product();
+            let scale = if name == "theta" { 3.0 } else { 1.0 };
+            let v = rand(len, i as u64 + 1).iter().map(|x| x * scale).collect();
+            (name, s, v)
+        })
+        .collect()
+}
+
+fn config_json(c: &Cfg) -> String {
+    format!(
+        r#"{{"method":"irtnet","embed_dim":{},"d":{},"n_llms":{},"llm_bias":true,"hidden_dim":{},"expert_dim":{},"n_shared":{},"n_routed":{},"top_k":{},"dropout":0.5}}"#,
+        c.dm, c.d, c.n, c.h, c.o, c.ns, c.nr, c.k
+    )
+}
+
+fn file(
+    t: &[(&'static str, Vec<usize>, Vec<f32>)],
+    meta_changes: &[(&str, &str)],
+    config: &str,
+) -> Vec<u8> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = t
+        .iter()
+        .map(|(n, s, v)| {
+            let b = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (n.to_string(), s.clone(), b)
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let mut meta: HashMap<String, String> = HashMap::from([
+        ("format".into(), "irt_fast".into()),
+        ("format_version".into(), "1".into()),
+        ("config".into(), config.into()),
+        ("llm_names".into(), r#"["a","b","c"]"#.into()),
+        (
+            "embedder".into(),
+            format!(r#"{{"name":"e","dim":{},"normalize":true}}"#, CFG.dm),
+        ),
+    ]);
+    for (k, v) in meta_changes {
+        meta.insert(k.to_string(), v.to_string());
+    }
+    safetensors::serialize(views, Some(meta)).unwrap()
+}
+
+fn good() -> Vec<u8> {
+    file(&tensors(&CFG), &[], &config_json(&CFG))
+}
+
+fn format_err(bytes: &[u8]) -> String {
+    match Weights::from_bytes(bytes, "test.safetensors") {
+        Err(e @ Error::Format { .. }) => e.to_string(),
+        Err(e) => panic!("expected a format error, got {e}"),
+        Ok(_) => panic!("expected a format error, the file loaded"),
+    }
+}
+
+/// docs/format.md in f64, straight from the tensors.
+fn naive(t: &[(&'static str, Vec<usize>, Vec<f32>)], c: &Cfg, x: &[f32]) -> Vec<f64> {
+    let g = |name: &str| -> Vec<f64> {
+        let v = &t.iter().find(|(n, _, _)| *n == name).unwrap().2;
+        v.iter().map(|&x| x as f64).collect()
+    };
+    let (w1, b1, w2, b2) = (
+        g("experts.w1"),
+        g("experts.b1"),
+        g("experts.w2"),
+        g("experts.b2"),
+    );
+    let (gw, gb, sb) = (g("gate.weight"), g("gate.bias"), g("gate.selection_bias"));
+    let (aw, ab, bw, bb) = (
+        g("alpha.weight"),
+        g("alpha.bias"),
+        g("beta.weight"),
+        g("beta.bias"),
+    );
+    let (th, lb) = (g("theta"), g("llm_bias"));
+    let mut out = vec![];
+    for v in x.chunks(c.dm) {
+        let v: Vec<f64> = v.iter().map(|&a| a as f64).collect();
+        let expert = |e: usize| -> Vec<f64> {
+            let hid: Vec<f64> = (0..c.h)
+                .map(|j| {
+                    let s: f64 = (0..c.dm).map(|p| w1[(e * c.h + j) * c.dm + p] * v[p]).sum();
+                    (s + b1[e * c.h + j]).max(0.0)
+                })
+                .collect();
+            (0..c.o)
+                .map(|q| {
+                    let s: f64 = (0..c.h).map(|j| w2[(e * c.o + q) * c.h + j] * hid[j]).sum();
+                    s + b2[e * c.o + q]
+                })
+                .collect()
+        };
+        let logits: Vec<f64> = (0..c.nr)
+            .map(|i| (0..c.dm).map(|p| gw[i * c.dm + p] * v[p]).sum::<f64>() + gb[i])
+            .collect();
+        let mut order: Vec<usize> = (0..c.nr).collect();
+        order.sort_by(|&a, &b| (logits[b] + sb[b]).total_cmp(&(logits[a] + sb[a])));
+        let sel = &order[..c.k];
+        let z: f64 = sel.iter().map(|&i| logits[i].exp()).sum();
+        let mut h = vec![0.0; c.o];
+        for s in 0..c.ns {
+            h.iter_mut().zip(expert(s)).for_each(|(a, b)| *a += b);
+        }
+        for &i in sel {
+            let w = logits[i].exp() / z;
+            h.iter_mut()
+                .zip(expert(c.ns + i))
+                .for_each(|(a, b)| *a += w * b);
+        }
+        let alpha: Vec<f64> = (0..c.d)
+            .map(|j| (0..c.o).map(|q| aw[j * c.o + q] * h[q]).sum::<f64>() + ab[j])
+            .collect();
+        let beta: f64 = (0..c.o).map(|q| bw[q] * h[q]).sum::<f64>() + bb[0];
+        for m in 0..c.n {
+            let z: f64 = (0..c.d).map(|j| alpha[j] * th[m * c.d + j]).sum::<f64>() - beta + lb[m];
+            out.push(1.0 / (1.0 + (-z).exp()));
+        }
+    }
+    out
+}
+
+#[test]
+fn forward_matches_the_spec_for_every_thread_count_and_batch() {
+    // top_k = 2 of 4 runs the sparse mixture, top_k = 4 the dense one
+    for k in [2, 4] {
+        let c = Cfg { k, ..CFG };
+        let t = tensors(&c);
+        let w = Weights::from_bytes(&file(&t, &[], &config_json(&c)), "mem").unwrap();
+        assert_eq!(w.llm_names, ["a", "b", "c"]);
+        let model = Model::new(w);
+        assert_eq!(model.sparse_moe(), k == 2);
+        let x = rand(777 * c.dm, 99);
+        let want = naive(&t, &c, &x);
+        for threads in [1, 2, 3] {
+            let e = Engine::new(model.clone(), Some(threads)).unwrap();
+            for b in [1, 2, 63, 400, 777] {
+                let p = e.predict_proba(&x[..b * c.dm], b).unwrap();
+                for (got, want) in p.iter().zip(&want) {
+                    assert!((*got as f64 - want).abs() < 1e-5, "k={k}: {got} vs {want}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn route_and_accuracy_agree_with_proba() {
+    let e = Engine::new(Model::new(Weights::from_bytes(&good(), "m").unwrap()), None).unwrap();
+    let b = 300;
+    let x = rand(b * CFG.dm, 5);
+    let p = e.predict_proba(&x, b).unwrap();
+    let spec = RouteSpec {
+        candidates: vec![0, 1, 2],
+        cost: None,
+        rule: Rule::Best,
+    };
+    let (choice, prob) = e.route(&x, b, &spec).unwrap();
+    for i in 0..b {
+        let row = &p[i * 3..(i + 1) * 3];
+        let best = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(prob[i], best);
+        assert_eq!(row[choice[i] as usize], best);
+    }
+    let groups: Vec<u32> = (0..b as u32).map(|i| i % 2).collect();
+    let (sums, counts) = e.predict_accuracy(&x, b, Some((&groups, 2))).unwrap();
+    assert_eq!(counts, [150, 150]);
+    for m in 0..3 {
+        let even: f64 = (0..b).step_by(2).map(|i| p[i * 3 + m] as f64).sum();
+        assert!((sums[m] - even).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn truncated_or_padded_files_are_format_errors() {
+    let bytes = good();
+    for keep in [0, 7, 8, 20, bytes.len() / 2, bytes.len() - 1] {
+        format_err(&bytes[..keep]);
+    }
+    let mut longer = bytes.clone();
+    longer.extend_from_slice(&[0; 4]);
+    format_err(&longer);
+}
+
+#[test]
+fn wrong_shape_names_the_tensor_and_both_shapes() {
+    let mut t = tensors(&CFG);
+    t[2] = ("experts.w2", vec![5, 6, 9], vec![0.0; 5 * 6 * 9]);
+    let msg = format_err(&file(&t, &[], &config_json(&CFG)));
+    assert!(
+        msg.contains("experts.w2") && msg.contains("[5, 6, 9]") && msg.contains("[5, 6, 10]"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn version_and_metadata_errors() {
+    let t = tensors(&CFG);
+    let cj = config_json(&CFG);
+    let msg = format_err(&file(&t, &[("format_version", "2")], &cj));
+    assert!(msg.contains("\"2\"") && msg.contains("\"1\""), "{msg}");
+    format_err(&file(&t, &[("format", "gguf")], &cj));
+    format_err(&file(&t, &[("llm_names", r#"["a","a","c"]"#)], &cj));
+    format_err(&file(
+        &t,
+        &[("embedder", r#"{"name":"e","dim":3,"normalize":true}"#)],
+        &cj,
+    ));
+    let msg = format_err(&file(&t, &[], &cj.replace("\"top_k\":2", "\"top_k\":9")));
+    assert!(msg.contains("top_k"), "{msg}");
+    let msg = format_err(&file(&t, &[], &cj.replace("\"hidden_dim\":10,", "")));
+    assert!(msg.contains("hidden_dim"), "{msg}");
+}
+
+#[test]
+fn non_finite_weights_and_inputs_are_rejected() {
+    let mut t = tensors(&CFG);
+    t[11].2[3] = f32::NAN;
+    let msg = format_err(&file(&t, &[], &config_json(&CFG)));
+    assert!(msg.contains("theta"), "{msg}");
+    let e = Engine::new(
+        Model::new(Weights::from_bytes(&good(), "m").unwrap()),
+        Some(1),
+    )
+    .unwrap();
+    let mut x = rand(2 * CFG.dm, 1);
+    x[CFG.dm + 4] = f32::INFINITY;
+    assert!(
+        matches!(e.predict_proba(&x, 2), Err(Error::Input(m)) if m.contains("row 1, column 4"))
+    );
+    assert!(matches!(e.predict_proba(&x[..5], 1), Err(Error::Input(_))));
+    assert!(matches!(e.predict_proba(&[], 0), Err(Error::Input(_))));
+}
+
+#[test]
+fn missing_file_is_not_found() {
+    let r = Engine::load(
+        std::path::Path::new("/nonexistent/irt_fast.safetensors"),
+        None,
+    );
+    assert!(matches!(r, Err(Error::NotFound(_))));
+}
