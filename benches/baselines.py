@@ -55,7 +55,7 @@ class _Base(nn.Module):
     def gate_weights(self, g: Tensor) -> Tensor:
         if self.top_k >= self.nr:
             return torch.softmax(g, -1)
-        idx = torch.sort(g + self.selection_bias, -1, descending=True, stable=True).indices
+        idx = torch.sort(g + self.selection_bias, dim=-1, descending=True, stable=True).indices
         mask = torch.zeros_like(g, dtype=torch.bool).scatter_(1, idx[:, : self.top_k], True)
         return torch.softmax(g.masked_fill(~mask, float("-inf")), -1)
 

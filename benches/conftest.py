@@ -108,10 +108,11 @@ def report() -> str | None:
             t = r["median"]
             q = r.get("queries", 1)
             gf = r.get("flop", 0) / t / 1e9
-            pct = f"{gf / roof:.0%}" if roof else "n/a"
+            pct = f"{gf / roof:.0%}" if roof and gf else "n/a"
             speed = f"{t / rust['median']:.2f}×" if rust and name != "rust" else ""
             ms = f"{t * 1e3:.2f} ms" if t < 10 else f"{t:.1f} s"
-            lines.append(f"| {g} | {name} | {ms} | {q / t:,.0f} | {gf:.0f} | {pct} | {speed} |")
+            gfs = f"{gf:.0f}" if gf else "n/a"
+            lines.append(f"| {g} | {name} | {ms} | {q / t:,.0f} | {gfs} | {pct} | {speed} |")
     b1 = RESULTS.get(("route_b1", "rust"))
     if b1 and bw:
         bound = b1["weight_bytes"] / (bw * 1e9)
@@ -132,8 +133,10 @@ def report() -> str | None:
 
 
 def _group_key(g: str) -> tuple[int, str]:
-    digits = "".join(c for c in g if c.isdigit())
-    return (int(digits) if digits else 10**9, g)
+    import re
+
+    first = re.search(r"\d+", g)
+    return (int(first.group()) if first else 10**9, g)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001

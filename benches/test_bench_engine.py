@@ -157,3 +157,47 @@ def test_predict_accuracy_memory_is_bounded(benchmark, engine, queries) -> None:
         )
     # 10× the queries may not need more than a little extra memory (allocator noise)
     assert b <= a + 64, (a, b)
+
+
+@pytest.fixture(scope="session")
+def top2_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference sizes with top-2 of the 39 routed experts (sparse mixture)."""
+    from training.export import save_model
+    from training.model import IrtNetConfig, build_model
+
+    torch.manual_seed(0)
+    cfg = IrtNetConfig(n_llms=29, top_k=2)
+    model = build_model(cfg).eval()
+    path = tmp_path_factory.mktemp("bench_top2") / "top2.safetensors"
+    names = [f"llm-{i:02d}" for i in range(cfg.n_llms)]
+    save_model(model, path, llm_names=names, embedder={"name": "x", "dim": 768, "normalize": True})
+    return path
+
+
+@pytest.mark.parametrize("who", ["rust_top2", "torch_fused_top2"])
+def test_route_sparse_top2(benchmark, top2_path, queries, who: str) -> None:
+    """Sparse top-k mode: the engine computes only the selected experts; torch's fused module
+    computes all of them and masks. Compare with route_b1024 (dense) for the speed-up."""
+    from baselines import Fused
+
+    import irt_fast
+
+    group = "route_b1024_top2"
+    benchmark.group = group
+    b = 1024 if not _disabled(benchmark) else 200
+    x = queries[:b]
+    eng = irt_fast.load(top2_path, threads=2)
+    if who == "rust_top2":
+        fn = lambda: eng.route(x)  # noqa: E731
+    else:
+        model, xt = Fused(top2_path), torch.from_numpy(x)
+        fn = lambda: model.route(xt)  # noqa: E731
+    if _disabled(benchmark):
+        out = benchmark(fn)
+        ref = eng.predict_proba(x)
+        idx = out.indices if who == "rust_top2" else out[0].numpy()
+        assert np.all(ref[np.arange(b), idx] >= ref.max(1) - 1e-5)
+        return
+    benchmark.pedantic(fn, rounds=3, warmup_rounds=1)
+    # no FLOP figure: the work depends on the selection; compare queries/s with route_b1024
+    record(benchmark, group, who.removesuffix("_top2"), queries=b)
