@@ -213,3 +213,21 @@ def _prop_model() -> irt_fast.Model:
 
 
 _PROP_MODEL = _prop_model()
+
+
+def test_text_input_is_embedded_with_the_model_embedder(tmp_path: Path, minilm_dir: Path) -> None:
+    from irt_fast.embed import embed_texts
+
+    cfg = config(embed_dim=384)
+    t = random_tensors(cfg, 3)
+    emb = '{"name": "%s", "dim": 384, "normalize": true}' % str(minilm_dir).replace("\\", "/")
+    m = irt_fast.load(write(tmp_path / "m.safetensors", cfg, t, embedder=emb))
+    texts = ["What is the derivative of x^2?", "Name the capital of France."]
+    vecs = embed_texts(texts, str(minilm_dir), normalize=True, progress=False)
+    r = m.route(texts)
+    np.testing.assert_array_equal(r.indices, m.route(vecs).indices)
+    np.testing.assert_allclose(m.predict_proba(texts), numpy_proba(cfg, t, vecs), atol=1e-5)
+    acc = m.predict_accuracy(texts, groups=["math", "geo"])
+    assert set(acc) == {"math", "geo"}
+    # embedder= overrides the file's embedder (here: the same model by path)
+    np.testing.assert_array_equal(m.route(texts, embedder=minilm_dir).indices, r.indices)
