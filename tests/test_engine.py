@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import irt_fast
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_engine_fixtures import config, numpy_proba, random_tensors, write
+
+import irt_fast
 
 CONFIGS = {
     "dense": config(),
@@ -220,7 +222,7 @@ def test_text_input_is_embedded_with_the_model_embedder(tmp_path: Path, minilm_d
 
     cfg = config(embed_dim=384)
     t = random_tensors(cfg, 3)
-    emb = '{"name": "%s", "dim": 384, "normalize": true}' % str(minilm_dir).replace("\\", "/")
+    emb = json.dumps({"name": str(minilm_dir), "dim": 384, "normalize": True})
     m = irt_fast.load(write(tmp_path / "m.safetensors", cfg, t, embedder=emb))
     texts = ["What is the derivative of x^2?", "Name the capital of France."]
     vecs = embed_texts(texts, str(minilm_dir), normalize=True, progress=False)

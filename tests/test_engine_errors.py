@@ -6,9 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-import irt_fast
 import numpy as np
 import pytest
+from test_engine_fixtures import config, random_tensors, shapes, write
+
+import irt_fast
 from irt_fast.errors import (
     EmbedderError,
     InputError,
@@ -16,7 +18,6 @@ from irt_fast.errors import (
     UnknownLLMError,
     WeightsFormatError,
 )
-from test_engine_fixtures import config, random_tensors, shapes, write
 
 
 def load_err(path: Path) -> WeightsFormatError:

@@ -12,7 +12,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import irt_fast  # noqa: E402
-
 from training.export import load_torch, save_model  # noqa: E402
 from training.model import IrtNetConfig, build_model  # noqa: E402
 

@@ -7,10 +7,11 @@ import threading
 import time
 from pathlib import Path
 
-import irt_fast
 import numpy as np
 import pytest
 from test_engine_fixtures import config, random_tensors, write
+
+import irt_fast
 
 # big enough that one call takes a while (≈0.1–1 s), small enough for a quick test
 CFG = config(embed_dim=256, hidden_dim=256, expert_dim=64, n_shared=1, n_routed=15, top_k=15, d=32)

@@ -283,7 +283,10 @@ class Model:
             return pl.DataFrame(rows)
         if not grouped:
             return dict(zip(self.llm_names, acc[0].tolist(), strict=True))
-        return {key: dict(zip(self.llm_names, acc[g].tolist(), strict=True)) for key, g in labels.items()}
+        return {
+            key: dict(zip(self.llm_names, acc[g].tolist(), strict=True))
+            for key, g in labels.items()
+        }
 
     def _chunks(self, x: Any, groups: Any, chunk_size: int) -> Iterable[tuple[Any, Any]]:
         """(queries, labels) pieces of at most ``chunk_size`` rows."""
