@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from irt_fast.splits import write_split_file
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from irt_fast.splits import write_split_file
 from training.data import DeviceMatrix, PairMatrix, build_pair_matrix
 from training.export import atomic_write, save_model
 from training.metrics import (
@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-llm-bias", action="store_true", help="drop the per-LLM offset")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--lr", type=float, default=None, help="Adam lr (paper: 1e-4; --demo: 3e-3)")
+    t.add_argument("--dropout", type=float, default=None, help="expert dropout (paper: 0.5)")
     t.add_argument("--weight-decay", type=float, default=1e-4)
     t.add_argument("--noise", type=float, default=0.05)
     t.add_argument("--batching", choices=["query", "rows"], default="query")
@@ -308,14 +309,15 @@ def model_config(args: argparse.Namespace, embed_dim: int, n_llms: int) -> IrtNe
     cfg = IrtNetConfig(
         method="irtnet" if args.method == "mlp" else args.method,
         embed_dim=embed_dim,
-        d=args.d or (16 if small else 232),
+        d=args.d or (8 if small else 232),
         n_llms=n_llms,
         llm_bias=not args.no_llm_bias,
-        hidden_dim=args.hidden or (128 if small else 512),
-        expert_dim=args.expert_dim or (64 if small else 256),
+        hidden_dim=args.hidden or (64 if small else 512),
+        expert_dim=args.expert_dim or (32 if small else 256),
         n_shared=args.n_shared,
-        n_routed=args.n_routed if args.n_routed is not None else (7 if small else 39),
+        n_routed=args.n_routed if args.n_routed is not None else (3 if small else 39),
         top_k=args.top_k,
+        dropout=args.dropout if args.dropout is not None else (0.1 if small else 0.5),
     )
     return mlp_config_matching(cfg) if args.method == "mlp" else cfg
 
@@ -323,7 +325,7 @@ def model_config(args: argparse.Namespace, embed_dim: int, n_llms: int) -> IrtNe
 def options_from_args(args: argparse.Namespace, out: Path) -> TrainOptions:
     return TrainOptions(
         epochs=args.epochs,
-        lr=args.lr,
+        lr=args.lr if args.lr is not None else (3e-3 if args.demo else 1e-4),
         weight_decay=args.weight_decay,
         noise_std=args.noise,
         batching=args.batching,
