@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from irt_fast.errors import WeightsFormatError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from irt_fast.errors import WeightsFormatError
 from training.model import IrtModel, IrtNetConfig, build_model
 
 FORMAT = "irt_fast"
