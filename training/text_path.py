@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -427,7 +428,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "split": "irt_fast.splits.fixed_split(query_ids, seed=0) (80/10/10), test questions",
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"load average {os.getloadavg()[0]:.1f} at the end",
-        "command": " ".join(["python -m training.text_path", *sys.argv[1:]]),
+        "command": "python -m training.text_path " + shlex.join(sys.argv[1:]),
         "quick": bool(args.quick),
         "fit_args": fit_args,
     }
