@@ -14,6 +14,7 @@ harmless: the first one found wins); a killed run leaves at most ``.tmp`` files,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -450,6 +451,15 @@ def _get_cache(directory: Path) -> EmbeddingCache:
 # embedding
 
 
+@functools.lru_cache(maxsize=64)
+def _is_fast_embedder(name: str | os.PathLike[str]) -> bool:
+    try:
+        from irt_fast.models import handles
+    except ImportError:  # pragma: no cover
+        return False
+    return handles(name)
+
+
 def embed_texts(
     texts: Sequence[str] | Iterable[str],
     embedder: str | os.PathLike[str] | Encoder = DEFAULT_EMBEDDER,
@@ -457,7 +467,7 @@ def embed_texts(
     batch_size: int = 64,
     normalize: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     progress: bool = True,
     device: str | None = None,
 ) -> np.ndarray:
@@ -468,7 +478,10 @@ def embed_texts(
             sentence-transformers directory, or an object with ``encode`` and ``name``.
         normalize: L2-normalise the vectors (part of the cache key).
         cache_dir: cache root (default ``$IRT_FAST_CACHE`` or ``~/.cache/irt_fast``).
-        use_cache: False embeds everything and writes nothing.
+        use_cache: False embeds everything and writes nothing. None (default) caches, except
+            for the torch-free static and ONNX embedders of ``irt_fast.models``: they embed a
+            text faster than the cache can look it up and write it (fsync), which made
+            one-query routing 10-40x slower.
         progress: tqdm bar over the texts that must be embedded.
         device: torch device for sentence-transformers (default: its own choice).
 
@@ -486,6 +499,8 @@ def embed_texts(
     if bad is not None:
         raise InputError(f"texts[{bad}] is {type(texts[bad]).__name__}, not str")
     is_obj = not isinstance(embedder, str | os.PathLike)
+    if use_cache is None:
+        use_cache = is_obj or not _is_fast_embedder(embedder)  # type: ignore[arg-type]
     identity = (
         _resolve(embedder)[0]
         if isinstance(embedder, str | os.PathLike)
