@@ -35,6 +35,7 @@ lint:
 	ruff format --check python training tests benches
 	cargo fmt --check
 	cargo clippy --all-targets --quiet -- -D warnings
+	cargo clippy --lib --features python --quiet -- -D warnings
 	$(PY) -m mypy.stubtest irt_fast._core
 
 format:

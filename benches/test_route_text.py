@@ -44,6 +44,7 @@ def texts() -> list[str]:
     q = data / "mmlu_pro" / "queries.parquet"
     if q.is_file():
         import polars as pl
+
         from irt_fast.splits import fixed_split
 
         df = pl.read_parquet(q)

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from irt_fast.data import Dataset, load_dataset, write_dataset
 from irt_fast.errors import DataError, InputError
 

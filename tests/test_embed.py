@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from irt_fast import embed
 from irt_fast.embed import (
     EmbeddingCache,

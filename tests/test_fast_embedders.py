@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from irt_fast import models
 from irt_fast.errors import EmbedderError
 

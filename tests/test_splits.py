@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from irt_fast.data import load_dataset
 from irt_fast.errors import DataError, InputError
 from irt_fast.splits import (

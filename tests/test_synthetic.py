@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+
 from irt_fast.data import load_dataset, write_dataset
 from irt_fast.errors import InputError
 from irt_fast.synthetic import make_synthetic

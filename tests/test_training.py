@@ -10,7 +10,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from irt_fast.synthetic import make_synthetic  # noqa: E402
-
 from training.data import DeviceMatrix, build_pair_matrix  # noqa: E402
 from training.fit import TrainOptions, evaluate, fit_model, main, prior_metrics  # noqa: E402
 from training.metrics import pearson  # noqa: E402
