@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--demo", action="store_true", help="train on built-in synthetic data")
     src.add_argument("--out", type=Path, default=Path("runs/latest"), help="output directory")
     src.add_argument("--split", type=Path, help="split file (query_id, split ∈ train/val/test)")
+    src.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the 80/10/10 split (0: the fixed split)"
+    )
     src.add_argument("--train-size", type=int, help="subsample the training queries to N")
     src.add_argument("--holdout-benchmark", help="leave this benchmark out as the test set")
     src.add_argument("--embedder", default=None, help="sentence-transformers name or local path")
@@ -372,9 +375,9 @@ def make_split(args: argparse.Namespace, ds: Any) -> dict[str, np.ndarray]:
     if args.split is not None:
         split = splits.read_split_file(args.split)
     elif args.holdout_benchmark:
-        split = splits.leave_one_benchmark_out(ds, args.holdout_benchmark, seed=args.seed)
+        split = splits.leave_one_benchmark_out(ds, args.holdout_benchmark, seed=args.split_seed)
     else:
-        split = splits.fixed_split(ds.queries["query_id"].to_numpy(), seed=args.seed)
+        split = splits.fixed_split(ds.queries["query_id"].to_numpy(), seed=args.split_seed)
     if args.train_size:
         split = dict(split)
         split["train"] = splits.subsample(split["train"], args.train_size, seed=args.seed)
