@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from irt_fast.synthetic import make_synthetic  # noqa: E402
-from training.data import build_pair_matrix  # noqa: E402
+from training.data import random_split_matrices  # noqa: E402
 from training.fit import TrainOptions, evaluate, fit_model, main, prior_metrics  # noqa: E402
 from training.model import IrtNetConfig  # noqa: E402
 
@@ -35,22 +35,9 @@ def test_reference_run_on_mmlu_pro(mmlu_pro_dir, tmp_path):
     assert test["routing"]["router"]["micro"] >= test["routing"]["single_best"]["micro"]
 
 
-def _split_matrices(ds, seed=0):
-    import numpy as np
-
-    perm = np.random.default_rng(seed).permutation(ds.n_queries)
-    a, b = int(0.7 * len(perm)), int(0.85 * len(perm))
-    r = ds.responses
-    args = (r["q_idx"].to_numpy(), r["llm_idx"].to_numpy(), r["correct"].to_numpy())
-    return [
-        build_pair_matrix(ds.embeddings, *args, rows, ds.n_llms)
-        for rows in (perm[:a], perm[a:b], perm[b:])
-    ]
-
-
 def test_paper_theta_recipe_falls_below_prior_on_sparse_pool_and_ours_does_not():
     ds, _ = make_synthetic(n_llms=5000, n_queries=1000, embed_dim=32, d=4, observed=0.3, seed=2)
-    tr, va, te = _split_matrices(ds)
+    tr, va, te = random_split_matrices(ds)
     base = IrtNetConfig(embed_dim=32, d=64, n_llms=5000, hidden_dim=64, expert_dim=32, n_routed=3)
     opts = TrainOptions(epochs=5, lr=3e-3, batch_queries=64, progress=False, device="cpu")
     prior = prior_metrics(tr, te, None)["correctness"]

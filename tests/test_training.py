@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from irt_fast.synthetic import make_synthetic  # noqa: E402
-from training.data import DeviceMatrix, build_pair_matrix  # noqa: E402
+from training.data import DeviceMatrix, random_split_matrices  # noqa: E402
 from training.fit import TrainOptions, evaluate, fit_model, main, prior_metrics  # noqa: E402
 from training.metrics import pearson  # noqa: E402
 from training.model import (  # noqa: E402
@@ -22,18 +21,6 @@ from training.model import (  # noqa: E402
 )
 
 SMALL = IrtNetConfig(embed_dim=16, d=4, n_llms=5, hidden_dim=8, expert_dim=6, n_routed=6)
-
-
-def _matrices(ds, seed=0, frac=(0.7, 0.15)):
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(ds.n_queries)
-    a, b = int(frac[0] * len(perm)), int((frac[0] + frac[1]) * len(perm))
-    r = ds.responses
-    args = (r["q_idx"].to_numpy(), r["llm_idx"].to_numpy(), r["correct"].to_numpy())
-    return [
-        build_pair_matrix(ds.embeddings, *args, rows, ds.n_llms)
-        for rows in (perm[:a], perm[a:b], perm[b:])
-    ]
 
 
 def test_dense_gate_is_softmax_and_sums_to_one():
@@ -81,7 +68,7 @@ def test_mlp_ablation_has_about_the_same_parameter_count():
 
 def test_query_major_loss_equals_row_loss():
     ds, _ = make_synthetic(n_llms=7, n_queries=40, embed_dim=16, observed=0.6, seed=3)
-    m = _matrices(ds)[0]
+    m = random_split_matrices(ds)[0]
     model = build_model(SMALL.with_(n_llms=7)).eval()
     dm = DeviceMatrix(m, torch.device("cpu"))
     q = torch.arange(m.n_queries)
@@ -105,7 +92,7 @@ def test_query_major_loss_equals_row_loss():
 
 def test_fit_is_reproducible_on_cpu():
     ds, _ = make_synthetic(n_llms=6, n_queries=200, embed_dim=16, seed=1)
-    tr, va, _ = _matrices(ds)
+    tr, va, _ = random_split_matrices(ds)
     opts = TrainOptions(epochs=2, lr=1e-3, progress=False, device="cpu", seed=5)
     cfg = SMALL.with_(n_llms=6)
     p1 = fit_model(cfg, tr, va, opts).model.theta.detach().clone()
@@ -115,7 +102,7 @@ def test_fit_is_reproducible_on_cpu():
 
 def test_training_recovers_synthetic_truth():
     ds, truth = make_synthetic(n_llms=20, n_queries=2000, embed_dim=32, d=4, seed=0)
-    tr, va, te = _matrices(ds)
+    tr, va, te = random_split_matrices(ds)
     cfg = IrtNetConfig(
         embed_dim=32, d=8, n_llms=20, hidden_dim=64, expert_dim=32, n_routed=3, dropout=0.1
     )
@@ -141,7 +128,7 @@ def test_training_recovers_synthetic_truth():
 def test_sparse_large_pool_never_worse_than_per_llm_prior():
     """5,000 LLMs × 1,000 queries, 30% observed: each LLM has ~210 training answers for 8-d θ."""
     ds, _ = make_synthetic(n_llms=5000, n_queries=1000, embed_dim=32, d=4, observed=0.3, seed=2)
-    tr, va, te = _matrices(ds)
+    tr, va, te = random_split_matrices(ds)
     cfg = IrtNetConfig(embed_dim=32, d=16, n_llms=5000, hidden_dim=64, expert_dim=32, n_routed=3)
     opts = TrainOptions(epochs=5, lr=3e-3, batch_queries=64, progress=False, device="cpu")
     fit = fit_model(cfg, tr, va, opts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,3 +121,19 @@ class DeviceMatrix:
 
     def pair_query(self) -> Tensor:
         return torch.from_numpy(self.m.query_of_pair()).to(self.device)
+
+
+def random_split_matrices(
+    ds: Any, fractions: tuple[float, float] = (0.7, 0.15), seed: int = 0
+) -> list[PairMatrix]:
+    """Train/val/test PairMatrices of a random split of ``ds``'s queries (the rest after the
+    two fractions is test). For tests and quick experiments; ``training.fit`` uses irt_fast.splits."""
+    perm = np.random.default_rng(seed).permutation(ds.n_queries)
+    a = int(fractions[0] * len(perm))
+    b = int((fractions[0] + fractions[1]) * len(perm))
+    r = ds.responses
+    args = (r["q_idx"].to_numpy(), r["llm_idx"].to_numpy(), r["correct"].to_numpy())
+    return [
+        build_pair_matrix(ds.embeddings, *args, rows, ds.n_llms)
+        for rows in (perm[:a], perm[a:b], perm[b:])
+    ]
