@@ -191,3 +191,42 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     b = b - b.mean()
     den = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# bootstrap confidence intervals (over queries)
+
+
+def bootstrap_indices(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """``[n_boot, n]`` indices of ``n`` units resampled with replacement (fixed by ``seed``, so
+    every method evaluated with the same indices gets a *paired* bootstrap)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n, size=(n_boot, n))
+
+
+def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the finite bootstrap ``samples`` (NaN if none are finite)."""
+    s = np.asarray(samples, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return float("nan"), float("nan")
+    a = (1.0 - level) / 2.0
+    return float(np.quantile(s, a)), float(np.quantile(s, 1.0 - a))
+
+
+def bootstrap_ci(
+    stat: Any,
+    n: int,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    indices: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Point estimate and percentile CI of ``stat(idx)`` (a float from an index array over
+    ``n`` units) under resampling of the units with replacement."""
+    idx = bootstrap_indices(n, n_boot, seed) if indices is None else indices
+    est = float(stat(np.arange(n)))
+    samples = np.array([stat(i) for i in idx], dtype=np.float64)
+    lo, hi = percentile_ci(samples, level)
+    return {"estimate": est, "lo": lo, "hi": hi, "n_boot": int(len(idx)), "n_units": int(n)}
