@@ -66,6 +66,7 @@ def test_interpret_quick(tiny, tmp_path):
     # Synthetic names (llm_0000 …) are one family: only intra-family pairs.
     assert set(fam["families"].values()) == {"llm"}
     assert fam["intra_mean_l2"] > 0 and math.isnan(fam["inter_mean_l2"])
+    assert res["profile_family"]["intra_mean_l2"] > 0
     for p in res["png"]:
         assert (tmp_path / p.split("/")[-1]).stat().st_size > 1000
 

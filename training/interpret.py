@@ -23,6 +23,10 @@
   DeepSeek                  ``deepseek``
   other                     anything else: its own family (the name up to the first ``-``/``_``)
   ========================  ==========================================
+
+  The same distances are reported on the ability profiles α_q·θ_m over the t-SNE sample
+  (RMS-scaled): θ directions that α never uses keep their random initialisation and would
+  otherwise add the same noise to every distance.
 """
 
 from __future__ import annotations
@@ -172,6 +176,10 @@ def run(
     chance = float(((counts / counts.sum()) ** 2).sum())
 
     fam = family_distances(theta, list(ds.llm_names))
+    # θ directions α never uses keep their random initialisation; the ability profile
+    # (α_q·θ_m over the sampled questions, RMS-scaled) is the identifiable part of θ.
+    profile = theta @ alpha_np[rows].T / np.sqrt(len(rows))
+    fam_profile = family_distances(profile, list(ds.llm_names))
     lines = [
         "## Interpreting the learned parameters",
         "",
@@ -191,11 +199,18 @@ def run(
         "",
         f"θ by family: mean intra-family L2 {fam['intra_mean_l2']:.3f} "
         f"({fam['n_intra_pairs']} pairs) vs inter-family {fam['inter_mean_l2']:.3f} "
-        f"({fam['n_inter_pairs']} pairs), ratio {fam['ratio_intra_inter']:.3f}.",
+        f"({fam['n_inter_pairs']} pairs), ratio {fam['ratio_intra_inter']:.3f}. "
+        "Same on the ability profiles α·θ (RMS over the t-SNE sample): intra "
+        f"{fam_profile['intra_mean_l2']:.3f} vs inter {fam_profile['inter_mean_l2']:.3f}, "
+        f"ratio {fam_profile['ratio_intra_inter']:.3f}.",
         "",
-        "| family | LLMs | mean intra L2 |",
-        "|---|---:|---:|",
-        *(f"| {f} | {v['n']} | {v['mean_intra']:.3f} |" for f, v in fam["per_family"].items()),
+        "| family | LLMs | mean intra L2 (θ) | mean intra L2 (α·θ profile) |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {f} | {v['n']} | {v['mean_intra']:.3f} | "
+            f"{fam_profile['per_family'][f]['mean_intra']:.3f} |"
+            for f, v in fam["per_family"].items()
+        ),
         "",
         *(f"![{p.stem}]({p.name})" for p in pngs),
         "",
@@ -211,6 +226,7 @@ def run(
         "tsne_knn_same_benchmark": knn_agree,
         "tsne_knn_chance": chance,
         "theta_family": fam,
+        "profile_family": fam_profile,
         "png": [str(p) for p in pngs],
         "markdown": "\n".join(lines),
     }

@@ -110,15 +110,24 @@ def _scatter(path: Path, true: np.ndarray, preds: dict[str, np.ndarray], title: 
     plt.close(fig)
 
 
-def run(ds: Any, split: Any, out_dir: Path, quick: bool, seed: int) -> dict[str, Any]:
+def run(
+    ds: Any,
+    split: Any,
+    out_dir: Path,
+    quick: bool,
+    seed: int,
+    max_benchmarks: int | None = None,
+) -> dict[str, Any]:
+    """``max_benchmarks``: hold out only this many (a seeded choice); ``quick`` means 3."""
     from irt_fast.splits import leave_one_benchmark_out
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device("cpu")
     names = sorted(set(ds.benchmarks.tolist()))
-    if quick and len(names) > 3:
-        pick = np.random.default_rng(seed).choice(len(names), 3, replace=False)
+    limit = 3 if quick and max_benchmarks is None else max_benchmarks
+    if limit is not None and len(names) > limit:
+        pick = np.random.default_rng(seed).choice(len(names), limit, replace=False)
         names = [names[i] for i in sorted(pick)]
     methods = ["irtnet", "prior", "mf"]
     per_bench: dict[str, dict[str, Any]] = {}
