@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,6 @@ def test_evaluate_quick_end_to_end(tmp_path: Path) -> None:
     ds, _ = make_synthetic(n_llms=6, n_queries=300, n_benchmarks=3, observed=0.8, seed=0)
     write_dataset(ds, tmp_path / "data")
     out = tmp_path / "out"
-    t0 = time.perf_counter()
     rc = main(
         [
             "--data", str(tmp_path / "data"), "--out", str(out), "--quick", "--epochs", "2",
@@ -30,7 +28,6 @@ def test_evaluate_quick_end_to_end(tmp_path: Path) -> None:
         ]
     )  # fmt: skip
     assert rc == 0
-    assert time.perf_counter() - t0 < 60
     for f in ("report.md", "results.json", "split.csv", "reliability.png", "routing.png",
               "curve.png"):  # fmt: skip
         assert (out / f).stat().st_size > 0, f
