@@ -143,3 +143,18 @@ def test_fit_new_llm_recovers_planted_theta():
     assert np.mean(errors[200]) < np.mean(errors[10])
     # With 200 answers θ is close to the truth relative to its prior scale (‖θ‖ ≈ 2).
     assert np.mean(errors[200]) < 1.0
+
+
+def test_experiment_cli_writes_result_and_report(tmp_path):
+    import json
+
+    from irt_fast.data import write_dataset
+    from training.experiment import main
+
+    ds, _ = make_synthetic(n_llms=6, n_queries=300, n_benchmarks=3, seed=0)
+    write_dataset(ds, tmp_path / "data")
+    out = tmp_path / "out"
+    args = ["ood", "--data", str(tmp_path / "data"), "--out", str(out), "--quick"]
+    assert main([*args, "--max-benchmarks", "1"]) == 0
+    res = json.loads((out / "result.json").read_text())
+    assert res["quick"] is True and (out / "report.md").read_text() == res["markdown"]
