@@ -7,10 +7,14 @@ and is then applied unchanged to the test set.
     exceeds the default's by more than δ;
 (c) Platt scaling of the logits, per LLM (a_m·logit + b_m) or global, then argmax. A global
     scaling with a > 0 is monotone and cannot change the argmax; it is reported for calibration.
+
+Cost-aware routing (``route_cost``, ``cost_curve``) is the engine's ``route(cost=, lam=)`` rule,
+argmax of P − λ·cost over the observed LLMs, swept over λ to trace accuracy against mean cost.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -148,3 +152,69 @@ def gap_closed(router: float, single_best: float, oracle: float) -> float:
     single-best)."""
     gap = oracle - single_best
     return float((router - single_best) / gap) if gap > 0 else float("nan")
+
+
+# (d) cost-aware routing ----------------------------------------------------------------------
+
+
+def route_cost(P: np.ndarray, Y: np.ndarray, cost: np.ndarray, lam: float) -> np.ndarray:
+    """Per query, the observed LLM maximising P − lam·cost (the engine's ``lam=`` rule)."""
+    return argmax_observed(np.asarray(P, np.float64) - lam * np.asarray(cost, np.float64), Y)
+
+
+def mean_cost(choices: np.ndarray, cost: np.ndarray) -> float:
+    """Mean cost per routed query (queries with no observed LLM excluded)."""
+    keep = choices >= 0
+    return float(np.asarray(cost, np.float64)[choices[keep]].mean()) if keep.any() else math.nan
+
+
+def lambda_grid(cost: np.ndarray, n: int = 40) -> np.ndarray:
+    """0, then λ from 1e-4 to 10 per unit of the cost spread: P differences are at most 1, so
+    the last λ always picks the cheapest observed LLM."""
+    spread = float(np.ptp(cost))
+    if spread <= 0:
+        return np.zeros(1)
+    return np.concatenate([[0.0], np.geomspace(1e-4, 10.0, n) / spread])
+
+
+def cost_curve(
+    P: np.ndarray, Y: np.ndarray, cost: np.ndarray, lams: Sequence[float] | None = None
+) -> list[dict[str, float]]:
+    """(λ, mean cost, routing accuracy) of ``route_cost`` for each λ, in grid order."""
+    grid = lambda_grid(cost) if lams is None else lams
+    out = []
+    for lam in grid:
+        c = route_cost(P, Y, cost, float(lam))
+        out.append(
+            {"lam": float(lam), "cost": mean_cost(c, cost), "accuracy": routing_accuracy(c, Y)}
+        )
+    return out
+
+
+def accuracy_at_budget(curve: list[dict[str, float]], budget: float) -> float:
+    """Best accuracy of a curve's points whose mean cost is within ``budget`` (NaN if none)."""
+    ok = [p["accuracy"] for p in curve if p["cost"] <= budget + 1e-12]
+    return max(ok) if ok else math.nan
+
+
+def fixed_llm_points(Y: np.ndarray, cost: np.ndarray) -> list[dict[str, float]]:
+    """Always sending to one LLM: its accuracy over the queries it answered, at its cost."""
+    obs = Y != MISSING
+    out = []
+    for j in range(Y.shape[1]):
+        n = int(obs[:, j].sum())
+        acc = float((Y[obs[:, j], j] == 1).mean()) if n else math.nan
+        out.append({"llm": j, "cost": float(cost[j]), "accuracy": acc, "n_queries": n})
+    return out
+
+
+def cheapest_correct(Y: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """The cost-aware oracle: per query, the cheapest LLM that answered correctly, else the
+    cheapest observed one (-1 if none observed)."""
+    big = float(np.max(cost)) + 1.0
+    c = np.asarray(cost, np.float64)
+    correct = np.where(Y == 1, c, np.inf)
+    pick = np.argmin(correct, axis=1)
+    none_right = ~np.isfinite(correct.min(axis=1))
+    fallback = argmax_observed(np.broadcast_to(big - c, Y.shape), Y)
+    return np.where(none_right, fallback, pick)

@@ -33,7 +33,7 @@ import polars as pl
 
 from .errors import DataError, InputError
 
-__all__ = ["Dataset", "load_dataset", "write_dataset"]
+__all__ = ["Dataset", "load_costs", "load_dataset", "write_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -695,6 +695,47 @@ def _lookup(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     right = pl.DataFrame({"v": ids, "i": np.arange(len(ids), dtype=np.int64)})
     joined = pl.DataFrame({"v": values}).join(right, on="v", how="left", maintain_order="left")
     return joined["i"].fill_null(-1).to_numpy()
+
+
+def load_costs(path: str | os.PathLike[str], llm_names: Iterable[str]) -> np.ndarray:
+    """Per-LLM costs from a table with columns ``model`` (str) and ``cost`` (number ≥ 0), as
+    Parquet, CSV or JSONL; returned as float64 in the order of ``llm_names``.
+
+    Raises ``FileNotFoundError`` for a missing file and ``DataError`` naming the file, column
+    and row for a malformed value, a repeated model, a model the dataset does not have, or an
+    LLM of ``llm_names`` with no cost (a partial table would silently bias a cost curve).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"cost file not found: {file}")
+    df = _read_table(file, ["model", "cost"])
+    names = _model_column(df, file).to_list()
+    raw = df["cost"]
+    vals = raw.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    bad = vals.is_null() | ~vals.is_finite().fill_null(False) | (vals < 0).fill_null(False)
+    if bad.any():
+        row = _first(bad)
+        raise DataError(
+            f"{file}: column 'cost', row {row}{_line(file, row)}: {raw[row]!r} is not a "
+            "finite number >= 0"
+        )
+    order = list(llm_names)
+    index = {n: i for i, n in enumerate(order)}
+    out = np.full(len(order), np.nan)
+    for row, (name, value) in enumerate(zip(names, vals.to_list(), strict=True)):
+        if name not in index:
+            raise DataError(
+                f"{file}: column 'model', row {row}{_line(file, row)}: unknown LLM {name!r}"
+            )
+        if not np.isnan(out[index[name]]):
+            raise DataError(
+                f"{file}: column 'model', row {row}{_line(file, row)}: {name!r} given twice"
+            )
+        out[index[name]] = value
+    missing = [order[i] for i in np.flatnonzero(np.isnan(out))]
+    if missing:
+        raise DataError(f"{file}: no cost for {len(missing)} LLM(s): {', '.join(missing)}")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
