@@ -42,6 +42,7 @@ from training.fit import matrices
 from training.metrics import pearson
 from training.model import IrtModel
 from training.ood import train_on
+from training.plots import figure, pyplot
 
 _FAMILIES: list[tuple[str, tuple[str, ...]]] = [
     ("Llama-2", ("llama-2",)),
@@ -91,15 +92,6 @@ def family_distances(theta: np.ndarray, names: list[str]) -> dict[str, Any]:
     }
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def run(
     ds: Any,
     split: dict[str, np.ndarray],
@@ -134,19 +126,14 @@ def run(
     me = np.array([eff[bench == b].mean() for b in names])
     r_beta, r_eff = pearson(mb, acc), pearson(me, acc)
 
-    plt = _plt()
-    pngs = []
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    ax.scatter(mb, acc)
-    for x, y_, n in zip(mb, acc, names, strict=True):
-        ax.annotate(n, (x, y_), fontsize=7)
-    ax.set_xlabel("mean β (learned difficulty)")
-    ax.set_ylabel("mean observed accuracy")
-    ax.set_title(f"benchmarks: Pearson r = {r_beta:.3f}")
-    fig.tight_layout()
-    pngs.append(out_dir / "beta_vs_accuracy.png")
-    fig.savefig(pngs[-1], dpi=110)
-    plt.close(fig)
+    pngs = [out_dir / "beta_vs_accuracy.png", out_dir / "alpha_tsne.png"]
+    with figure(pngs[0], figsize=(5.5, 4.5), dpi=110) as (_, ax):
+        ax.scatter(mb, acc)
+        for x, y_, n in zip(mb, acc, names, strict=True):
+            ax.annotate(n, (x, y_), fontsize=7)
+        ax.set_xlabel("mean β (learned difficulty)")
+        ax.set_ylabel("mean observed accuracy")
+        ax.set_title(f"benchmarks: Pearson r = {r_beta:.3f}")
 
     n_sample = min(len(bench), 500 if quick else 2000)
     rows = np.sort(np.random.default_rng(seed).choice(len(bench), n_sample, replace=False))
@@ -155,17 +142,13 @@ def run(
     with threadpool_limits(1):
         tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
         xy = tsne.fit_transform(alpha_np[rows])
-    fig, ax = plt.subplots(figsize=(7, 6))
-    cmap = plt.get_cmap("tab20")
-    for i, b in enumerate(names):
-        sel = bench[rows] == b
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=5, color=cmap(i % 20), label=b)
-    ax.legend(fontsize=7, markerscale=2, loc="best")
-    ax.set_title(f"t-SNE of α ({n_sample} questions)")
-    fig.tight_layout()
-    pngs.append(out_dir / "alpha_tsne.png")
-    fig.savefig(pngs[-1], dpi=110)
-    plt.close(fig)
+    with figure(pngs[1], figsize=(7, 6), dpi=110) as (_, ax):
+        cmap = pyplot().get_cmap("tab20")
+        for i, b in enumerate(names):
+            sel = bench[rows] == b
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=5, color=cmap(i % 20), label=b)
+        ax.legend(fontsize=7, markerscale=2, loc="best")
+        ax.set_title(f"t-SNE of α ({n_sample} questions)")
     # How well do benchmarks separate in the α map? k-NN (k=10) benchmark agreement in 2-D.
     d2 = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)
     np.fill_diagonal(d2, np.inf)

@@ -21,9 +21,10 @@ from torch.nn import functional as F
 
 from training.data import PairMatrix
 from training.fit import matrices
-from training.metrics import correctness_metrics, rmse
+from training.metrics import bootstrap_indices, correctness_metrics, percentile_ci, rmse
 from training.model import IrtModel
 from training.ood import experiment_setup
+from training.plots import figure
 
 KS: tuple[int | str, ...] = (10, 50, 200, "all")
 
@@ -86,26 +87,35 @@ def _drop_llms(m: PairMatrix, drop: np.ndarray) -> PairMatrix:
 
 
 def _plot(path: Path, table: dict[str, dict[str, float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ks = [k for k in table if k != "all"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    for ax, (metric, label) in zip(
-        axes, [("auc", "test AUC"), ("bench_rmse", "per-benchmark accuracy RMSE")], strict=True
-    ):
-        ax.plot(ks, [table[k][f"irtnet_{metric}"] for k in ks], "o-", label="IrtNet θ-only fit")
-        ax.plot(ks, [table[k][f"prior_{metric}"] for k in ks], "s--", label="prior (k-accuracy)")
-        if "all" in table:
-            ax.axhline(table["all"][f"irtnet_{metric}"], color="gray", lw=1, label="θ from all")
-        ax.set_xlabel("k answers of the new LLM")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, 1, 2, figsize=(9, 3.8), dpi=110) as (_, axes):
+        for ax, (metric, label) in zip(
+            axes, [("auc", "test AUC"), ("bench_rmse", "per-benchmark accuracy RMSE")], strict=True
+        ):
+            ax.plot(ks, [table[k][f"irtnet_{metric}"] for k in ks], "o-", label="IrtNet θ-only fit")
+            ax.plot(
+                ks, [table[k][f"prior_{metric}"] for k in ks], "s--", label="prior (k-accuracy)"
+            )
+            if "all" in table:
+                ax.axhline(table["all"][f"irtnet_{metric}"], color="gray", lw=1, label="θ from all")
+            ax.set_xlabel("k answers of the new LLM")
+            ax.set_ylabel(label)
+            ax.legend(fontsize=8)
+
+
+def llm_bootstrap(
+    rows: list[dict[str, Any]], metric: str, n_boot: int = 1000, seed: int = 0
+) -> dict[str, list[float]]:
+    """95% CIs, resampling the held-out LLMs (each LLM's rows averaged over seeds first), of the
+    mean IrtNet ``metric`` and of IrtNet − prior."""
+    llms = sorted({r["llm"] for r in rows})
+    net = np.array([np.mean([r[f"irtnet_{metric}"] for r in rows if r["llm"] == m]) for m in llms])
+    pri = np.array([np.mean([r[f"prior_{metric}"] for r in rows if r["llm"] == m]) for m in llms])
+    idx = bootstrap_indices(len(llms), n_boot, seed)
+    return {
+        "irtnet": list(percentile_ci(net[idx].mean(axis=1))),
+        "irtnet_minus_prior": list(percentile_ci((net - pri)[idx].mean(axis=1))),
+    }
 
 
 def run(
@@ -186,11 +196,13 @@ def run(
                 )
     metrics = [c for c in rows[0] if c.startswith(("irtnet_", "prior_"))] if rows else []
     table: dict[str, dict[str, float]] = {}
+    cis: dict[str, dict[str, dict[str, list[float]]]] = {}
     for k in KS:
         sel = [r for r in rows if r["k"] == str(k)]
         if sel:
             table[str(k)] = {c: float(np.mean([r[c] for r in sel])) for c in metrics}
             table[str(k)]["n_fits"] = len(sel)
+            cis[str(k)] = {m: llm_bootstrap(sel, m, seed=seed) for m in ("accuracy", "bench_rmse")}
     png = out_dir / "newllm_vs_k.png"
     if table:
         _plot(png, table)
@@ -214,11 +226,27 @@ def run(
             f"{r['irtnet_auc']:.3f} | {r['irtnet_logloss']:.4f} | {r['prior_logloss']:.4f} | "
             f"{r['irtnet_bench_rmse']:.4f} | {r['prior_bench_rmse']:.4f} |"
         )
-    lines += ["", f"![new LLM vs k]({png.name})", ""]
+    lines += [
+        "",
+        "95% CIs resampling the held-out LLMs (each averaged over seeds; with 5 LLMs these are "
+        "rough): IrtNet − prior accuracy and bench RMSE per k: "
+        + "; ".join(
+            f"k={k}: acc [{c['accuracy']['irtnet_minus_prior'][0]:+.3f}, "
+            f"{c['accuracy']['irtnet_minus_prior'][1]:+.3f}], RMSE "
+            f"[{c['bench_rmse']['irtnet_minus_prior'][0]:+.4f}, "
+            f"{c['bench_rmse']['irtnet_minus_prior'][1]:+.4f}]"
+            for k, c in cis.items()
+        )
+        + ".",
+        "",
+        f"![new LLM vs k]({png.name})",
+        "",
+    ]
     return {
         "held_out": [ds.llm_names[i] for i in held],
         "seeds": seeds,
         "by_k": table,
+        "ci_by_k": cis,
         "rows": rows,
         "config": cfg.to_json(),
         "png": [str(png)] if table else [],

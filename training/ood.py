@@ -31,8 +31,9 @@ from training.fit import (
     predict_pairs,
     resolve_device,
 )
-from training.metrics import rmse
+from training.metrics import bootstrap_indices, percentile_ci, rmse
 from training.model import IrtModel, IrtNetConfig
+from training.plots import figure
 
 SMALL_DATA = 5000  # queries: below this, the small-data configuration
 
@@ -90,24 +91,36 @@ def per_llm_mean(m: PairMatrix, values: np.ndarray) -> np.ndarray:
 
 
 def _scatter(path: Path, true: np.ndarray, preds: dict[str, np.ndarray], title: str) -> None:
-    import matplotlib
+    with figure(path, figsize=(5.5, 5), dpi=110) as (_, ax):
+        for name, p in preds.items():
+            ax.scatter(true, p, s=10, alpha=0.6, label=f"{name} (RMSE {rmse(p, true):.3f})")
+        lo = float(min(np.nanmin(true), *(np.nanmin(p) for p in preds.values())))
+        hi = float(max(np.nanmax(true), *(np.nanmax(p) for p in preds.values())))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_xlabel("true accuracy on the held-out benchmark")
+        ax.set_ylabel("predicted accuracy")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for name, p in preds.items():
-        ax.scatter(true, p, s=10, alpha=0.6, label=f"{name} (RMSE {rmse(p, true):.3f})")
-    lo = float(min(np.nanmin(true), *(np.nanmin(p) for p in preds.values())))
-    hi = float(max(np.nanmax(true), *(np.nanmax(p) for p in preds.values())))
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-    ax.set_xlabel("true accuracy on the held-out benchmark")
-    ax.set_ylabel("predicted accuracy")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def benchmark_bootstrap(
+    true: list[np.ndarray], preds: dict[str, list[np.ndarray]], n_boot: int, seed: int
+) -> dict[str, list[float]]:
+    """95% CIs of the overall RMSE of each method and of its difference from IrtNet's, by
+    resampling whole held-out benchmarks (the unit that varies: the LLMs of one benchmark
+    share its model and its errors)."""
+    idx = bootstrap_indices(len(true), n_boot, seed)
+    samples: dict[str, list[float]] = {k: [] for k in preds}
+    for sel in idx:
+        t = np.concatenate([true[i] for i in sel])
+        for k, v in preds.items():
+            samples[k].append(rmse(np.concatenate([v[i] for i in sel]), t))
+    out = {k: list(percentile_ci(np.asarray(v))) for k, v in samples.items()}
+    for k in preds:
+        if k != "irtnet" and "irtnet" in preds:
+            diff = np.asarray(samples[k]) - np.asarray(samples["irtnet"])
+            out[f"{k}_minus_irtnet"] = list(percentile_ci(diff))
+    return out
 
 
 def run(
@@ -155,6 +168,7 @@ def run(
     p = {k: np.concatenate(v) for k, v in pred_all.items()}
     overall = {f"rmse_{k}": rmse(p[k], t) for k in methods}
     overall["n_points"] = int(len(t))
+    overall["ci"] = benchmark_bootstrap(true_all, pred_all, 1000, seed)
     png = out_dir / "ood_pred_vs_true.png"
     _scatter(png, t, {k: p[k] for k in ("irtnet", "mf", "prior")}, "leave-one-benchmark-out")
     cfg, opts = experiment_setup(ds, quick, seed)
@@ -178,7 +192,19 @@ def run(
         f"| **all** ({overall['n_points']} LLM×benchmark) | | | **{overall['rmse_irtnet']:.4f}** "
         f"| {overall['rmse_mf']:.4f} | {overall['rmse_prior']:.4f} |"
     )
-    lines += ["", f"![predicted vs true]({png.name})", ""]
+    oc = overall["ci"]
+    lines += [
+        "",
+        "95% CIs of the overall RMSE, resampling the held-out benchmarks (1,000 resamples): "
+        + ", ".join(f"{k} [{oc[k][0]:.4f}, {oc[k][1]:.4f}]" for k in methods)
+        + "; MF − IrtNet "
+        + f"[{oc['mf_minus_irtnet'][0]:+.4f}, {oc['mf_minus_irtnet'][1]:+.4f}], prior − IrtNet "
+        + f"[{oc['prior_minus_irtnet'][0]:+.4f}, {oc['prior_minus_irtnet'][1]:+.4f}] "
+        + "(positive: IrtNet's error is lower). One training seed per held-out benchmark.",
+        "",
+        f"![predicted vs true]({png.name})",
+        "",
+    ]
     return {
         "benchmarks": names,
         "per_benchmark": per_bench,
