@@ -70,3 +70,52 @@ def test_evaluate_quick_end_to_end(tmp_path: Path) -> None:
     split = (out / "split.csv").read_text().splitlines()
     assert len(split) == 1 + 300
     assert np.isfinite(res["methods"]["irtnet"]["test"]["auc"])
+
+
+def test_evaluate_two_seeds_costs_and_curve_reuse(tmp_path: Path) -> None:
+    import polars as pl
+
+    from irt_fast.data import write_dataset
+    from irt_fast.synthetic import make_synthetic
+    from training.evaluate import main
+
+    ds, _ = make_synthetic(n_llms=5, n_queries=250, n_benchmarks=2, observed=0.9, seed=1)
+    write_dataset(ds, tmp_path / "data")
+    costs = tmp_path / "costs.csv"
+    pl.DataFrame({"model": list(ds.llm_names), "cost": [1.0, 2.0, 4.0, 8.0, 16.0]}).write_csv(costs)
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "--data", str(tmp_path / "data"), "--out", str(out), "--quick", "--epochs", "2",
+            "--seeds", "2", "--curve-seeds", "2", "--n-boot", "30", "--curve-sizes", "80,full",
+            "--methods", "irtnet,mf", "--costs", str(costs), "--quiet",
+            "--skip-ood", "--skip-interpret", "--skip-newllm",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["setup"]["train_seeds"] == [0, 1]
+    for name in ("irtnet", "mf"):
+        m = res["methods"][name]
+        assert m["n_seeds"] == 2 and len(m["per_seed"]) == 2
+        assert len(res["training"][name]["seeds"]) == 2
+        for k in ("accuracy", "route_micro"):
+            vals = [s[k] for s in m["per_seed"]]
+            assert m["test"][k] == pytest.approx(np.mean(vals))
+            assert m["seed_sd"][k] == pytest.approx(np.std(vals))
+        # the curve's full-size point is the headline runs themselves, seed by seed
+        full = res["training_size_curve"][name][str(res["setup"]["sizes"]["train"]["queries"])]
+        assert [r["accuracy"] for r in full] == pytest.approx(
+            [s["accuracy"] for s in m["per_seed"]]
+        )
+        assert len(res["training_size_curve"][name]["80"]) == 2
+    cc = res["cost_curve"]
+    assert set(cc["curves"]) == {"irtnet", "mf", "knn"}
+    for pts in cc["curves"].values():
+        assert pts[0]["lam"] == 0.0
+        assert pts[-1]["cost"] <= pts[0]["cost"]
+        # the last λ routes to the cheapest observed LLM: cost near 1 (LLM 0 answers 90%)
+        assert pts[-1]["cost"] < 2.0
+    assert cc["oracle_cheapest"]["accuracy"] == pytest.approx(res["reference"]["oracle"])
+    assert (out / "cost_curve.png").stat().st_size > 1000
+    assert "Accuracy against cost" in (out / "report.md").read_text()

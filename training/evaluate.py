@@ -1,22 +1,26 @@
 """Head-to-head evaluation of every method on one fixed split, with paired-bootstrap CIs.
 
-    python -m training.evaluate --data DIR --out DIR [--quick] [--seeds N] [--epochs N]
+    python -m training.evaluate --data DIR --out DIR [--quick] [--seeds N] [--costs FILE]
 
 Trains IrtNet, its no-MoE MLP ablation, MF and JE-IRT with the same options on the same split,
-exports each to OUT/models/<method>.safetensors and checks that the Rust engine serves it
-(max |P_engine − P_torch| on 16 test queries); runs KNN, the per-LLM prior, the single-best
-router and the oracle; fits the routing decision rules (training.decision) on validation; and
-writes OUT/report.md, OUT/results.json, OUT/split.csv and PNG figures.
+each with ``--seeds`` training seeds; exports each method's first-seed model to
+OUT/models/<method>.safetensors and checks that the Rust engine serves it (max |P_engine −
+P_torch| on 16 test queries); runs KNN, the per-LLM prior, the single-best router and the oracle;
+fits the routing decision rules (training.decision) on validation; with ``--costs``, traces
+accuracy against cost; draws the training-size curve; runs experiments 3–5 (training.ood,
+training.interpret, training.newllm); and writes OUT/report.md, OUT/results.json,
+OUT/split.csv and PNG figures.
 
 Routing is always among the LLMs observed on a query (a missing answer never counts as a
-win). Correctness metrics are over observed test pairs. CIs: percentile, over test queries
-resampled with replacement; the same resamples for every method, so differences vs IrtNet are
-paired.
+win). Correctness metrics are over observed test pairs. A method's number is the mean over its
+training seeds; its CI is the percentile interval of that seed-mean over test queries resampled
+with replacement, the same resamples for every method, so differences vs IrtNet are paired.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -27,25 +31,17 @@ from typing import Any
 import numpy as np
 
 from training import baselines, decision
-from training.metrics import (
-    MISSING,
-    bootstrap_indices,
-    calibration_bins,
-    correctness_metrics,
-    percentile_ci,
+from training.metrics import MISSING, bootstrap_indices, correctness_metrics, percentile_ci
+from training.report import (
+    label,
+    plot_cost_curve,
+    plot_curve,
+    plot_reliability,
+    plot_routing,
+    render_report,
 )
 
 NEURAL = ("irtnet", "mlp", "mf", "jeirt")
-LABEL = {
-    "irtnet": "IrtNet (MoE)",
-    "mlp": "MLP (no-MoE ablation)",
-    "mf": "MF",
-    "jeirt": "JE-IRT",
-    "knn": "KNN",
-    "prior": "per-LLM prior",
-    "single_best": "single-best",
-    "oracle": "oracle",
-}
 EXTRA_MODULES = ("ood", "interpret", "newllm")
 
 
@@ -96,9 +92,17 @@ def engine_check(path: Path, model: Any, emb: np.ndarray, device: Any) -> dict[s
 
 def train_neural(
     method: str, mats: dict, ds: Any, bench: np.ndarray, args: argparse.Namespace, seed: int,
-    train_override: Any = None,
+    train_override: Any = None, bar: Any = None, what: str = "",
 ) -> Any:  # fmt: skip
+    """Train one method with one seed; ``bar`` (tqdm) shows ``what`` and each epoch's
+    validation accuracy."""
     from training.fit import TrainOptions, fit_model
+
+    def on_epoch(rec: dict[str, Any]) -> None:
+        if bar is not None:
+            acc = rec.get("val_accuracy")
+            val = f" val acc {acc:.4f}" if acc is not None else ""
+            bar.set_postfix_str(f"{what} epoch {rec['epoch']}/{args.epochs}{val}")
 
     cfg = model_cfg(method, int(ds.embeddings.shape[1]), ds.n_llms, args.quick)
     opts = TrainOptions(
@@ -109,13 +113,14 @@ def train_neural(
         seed=seed,
         device=args.device,
         progress=False,
+        on_epoch=on_epoch,
     )
     train = mats["train"] if train_override is None else train_override
     return fit_model(cfg, train, mats["val"], opts, val_benchmarks=bench[mats["val"].query_rows])
 
 
 # ---------------------------------------------------------------------------------------------
-# metrics with paired bootstrap
+# metrics over seeds, with the paired bootstrap
 
 
 def point_metrics(
@@ -135,6 +140,23 @@ def point_metrics(
     return out
 
 
+def seed_metrics(
+    e: dict[str, Any], Y: np.ndarray, bench: np.ndarray, idx: np.ndarray | None = None
+) -> list[dict[str, float]]:
+    """``point_metrics`` of each training seed of entry ``e`` (``{"P": [..] | None,
+    "choices": [..]}``), on the query rows ``idx`` (all rows when None)."""
+    sel = slice(None) if idx is None else idx
+    Ps = e["P"] if e.get("P") is not None else [None] * len(e["choices"])
+    return [
+        point_metrics(None if P is None else P[sel], Y[sel], bench[sel], c[sel])
+        for P, c in zip(Ps, e["choices"], strict=True)
+    ]
+
+
+def mean_over_seeds(ms: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
+
+
 BOOT_KEYS = ("accuracy", "auc", "logloss", "ece", "route_micro", "route_macro")
 
 
@@ -142,16 +164,13 @@ def bootstrap_all(
     entries: dict[str, dict[str, Any]], Y: np.ndarray, bench: np.ndarray, n_boot: int, seed: int,
     ref: str = "irtnet",
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """95% CIs of each metric for each entry and of its difference vs ``ref``, one shared set
-    of query resamples (paired)."""
+    """95% CIs of each entry's seed-mean metrics and of their difference from ``ref``'s, from
+    one shared set of test-query resamples (paired across methods)."""
     idx_all = bootstrap_indices(Y.shape[0], n_boot, seed)
     samples = {name: {k: [] for k in BOOT_KEYS} for name in entries}
     for idx in idx_all:
-        Yb, bb = Y[idx], bench[idx]
         for name, e in entries.items():
-            P = e["P"][idx] if e.get("P") is not None else None
-            m = point_metrics(P, Yb, bb, e["choices"][idx])
-            for k, v in m.items():
+            for k, v in mean_over_seeds(seed_metrics(e, Y, bench, idx)).items():
                 if k in samples[name]:
                     samples[name][k].append(v)
     out: dict[str, dict[str, Any]] = {}
@@ -169,195 +188,91 @@ def bootstrap_all(
 
 
 # ---------------------------------------------------------------------------------------------
-# plots
+# decision rules and costs
 
 
-def plot_reliability(entries: dict, Y: np.ndarray, path: Path) -> None:
-    import matplotlib
+def decision_rules(
+    Ps: list[np.ndarray], Pvs: list[np.ndarray], Yte: np.ndarray, Yva: np.ndarray,
+    prior: np.ndarray, rank: np.ndarray, sb: float, orc: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Each rule fitted on validation and applied to test, per training seed; accuracies are
+    means over seeds."""
+    per_seed = []
+    for P, Pv in zip(Ps, Pvs, strict=True):
+        sh = decision.fit_shrink(Pv, Yva, prior)
+        mg = decision.fit_margin(Pv, Yva, rank)
+        pl = decision.fit_platt(Pv, Yva, per_llm=True)
+        obs = Yte != MISSING
+        per_seed.append({
+            "argmax": decision.routing_accuracy(decision.argmax_observed(P, Yte), Yte),
+            "shrink": decision.routing_accuracy(decision.route_shrink(P, Yte, prior, sh["w"]), Yte),
+            "margin": decision.routing_accuracy(decision.route_margin(P, Yte, rank, mg["delta"]), Yte),
+            "platt": decision.routing_accuracy(decision.route_platt(P, Yte, pl), Yte),
+            "shrink_w": sh["w"],
+            "margin_delta": mg["delta"],
+            "ece_after_platt": float(
+                correctness_metrics(Yte[obs], decision.apply_platt(P, pl)[obs])["ece"]
+            ),
+            "platt_a": pl["a"].tolist(),
+            "platt_b": pl["b"].tolist(),
+            "val_shrink_scores": sh["val_scores"],
+            "val_margin_scores": mg["val_scores"],
+        })  # fmt: skip
+    rules = ("argmax", "shrink", "margin", "platt")
+    out: dict[str, Any] = {k: float(np.mean([s[k] for s in per_seed])) for k in rules}
+    out["shrink_w"] = [s["shrink_w"] for s in per_seed]
+    out["margin_delta"] = [s["margin_delta"] for s in per_seed]
+    out["ece_after_platt"] = float(np.mean([s["ece_after_platt"] for s in per_seed]))
+    out["gap_closed"] = {k: decision.gap_closed(out[k], sb, orc) for k in rules}
+    out["per_seed"] = per_seed
+    return out
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect")
-    obs = Y != MISSING
+BUDGET_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+
+
+def cost_section(
+    costs: np.ndarray, cost_file: Path, entries: dict[str, dict[str, Any]], Yte: np.ndarray,
+    rank: np.ndarray,
+) -> dict[str, Any]:  # fmt: skip
+    """Accuracy against mean cost per query for every method with predictions, the fixed-LLM
+    points, the single-best LLM and the cost-aware oracle."""
+    grid = decision.lambda_grid(costs)
+    curves: dict[str, list[dict[str, float]]] = {}
     for name, e in entries.items():
-        if e.get("P") is None:
+        if e.get("P") is None or name == "prior":
             continue
-        b = calibration_bins(Y[obs], e["P"][obs], n_bins=10)
-        k = b["count"] > 0
-        ax.plot(b["confidence"][k], b["accuracy"][k], "o-", ms=3, label=LABEL.get(name, name))
-    ax.set_xlabel("predicted P(correct)")
-    ax.set_ylabel("observed accuracy")
-    ax.set_title("Reliability (test pairs, 10 bins)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_routing(rows: list[tuple[str, float, list[float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
-    names = [r[0] for r in rows]
-    vals = np.array([r[1] for r in rows])
-    lo = np.array([r[2][0] for r in rows])
-    hi = np.array([r[2][1] for r in rows])
-    err = np.stack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)])
-    ax.barh(names, vals, xerr=err, color="tab:blue", alpha=0.8)
-    ax.set_xlim(max(0.0, float(np.nanmin(lo)) - 0.05), min(1.0, float(np.nanmax(hi)) + 0.02))
-    ax.invert_yaxis()
-    ax.set_xlabel("routing accuracy (test, micro), 95% bootstrap CI")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_curve(curve: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    for method, pts in curve.items():
-        xs = sorted(int(s) for s in pts)
-        for ax, key in zip(axes, ("accuracy", "route_micro"), strict=True):
-            m = [np.mean([r[key] for r in pts[str(s)]]) for s in xs]
-            sd = [np.std([r[key] for r in pts[str(s)]]) for s in xs]
-            ax.errorbar(xs, m, yerr=sd, marker="o", capsize=3, label=LABEL.get(method, method))
-    for ax, t in zip(axes, ("test accuracy", "test routing micro"), strict=True):
-        ax.set_xscale("log")
-        ax.set_xlabel("training questions")
-        ax.set_title(t)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------------
-# report
-
-
-def _f(x: Any, nd: int = 3) -> str:
-    return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{nd}f}"
-
-
-def _ci(c: list[float] | None) -> str:
-    return "" if not c else f" [{_f(c[0])}, {_f(c[1])}]"
-
-
-def render_report(res: dict[str, Any]) -> str:
-    L: list[str] = []
-    s = res["setup"]
-    L.append("# irt_fast evaluation\n")
-    L.append(f"Command: `{s['command']}`  ")
-    L.append(
-        f"Data: `{s['data']}`: {s['n_llms']} LLMs; split train/val/test = "
-        f"{s['sizes']['train']['queries']}/{s['sizes']['val']['queries']}/"
-        f"{s['sizes']['test']['queries']} queries (test pairs {s['sizes']['test']['pairs']}). "
-        f"Seed {s['seed']}; {'QUICK (small models, few epochs)' if s['quick'] else 'full sizes'}; "
-        f"epochs ≤ {s['epochs']}, lr {s['lr']}; bootstrap {s['n_boot']} resamples of test "
-        f"queries (95% percentile CIs, paired across methods).\n"
-    )
-    L.append("## Test results\n")
-    L.append(
-        "| method | accuracy | AUC | log-loss | ECE | routing micro | routing macro | "
-        "Δ routing vs IrtNet | pairs | queries |"
-    )
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
-    for name, m in res["methods"].items():
-        t, ci = m["test"], m.get("ci", {})
-        L.append(
-            f"| {LABEL.get(name, name)} | {_f(t.get('accuracy'))}{_ci(ci.get('accuracy'))} | "
-            f"{_f(t.get('auc'))}{_ci(ci.get('auc'))} | {_f(t.get('logloss'))} | "
-            f"{_f(t.get('ece'))} | {_f(t['route_micro'])}{_ci(ci.get('route_micro'))} | "
-            f"{_f(t['route_macro'])}{_ci(ci.get('route_macro'))} | "
-            f"{_ci(ci.get('route_micro_diff_vs_irtnet')).strip() or '–'} | "
-            f"{m.get('n_pairs') or '–'} | {m['n_queries']} |"
-        )
-    L.append(
-        "\nAccuracy/AUC/log-loss/ECE over observed test pairs (prior, single-best and oracle "
-        "have no per-pair predictions beyond the prior). Routing among the LLMs observed on each "
-        "query. Δ = paired-bootstrap 95% CI of (method − IrtNet) routing micro.\n"
-    )
-    tr = res.get("training", {})
-    if tr:
-        L.append("## Training and engine check\n")
-        L.append("| method | params | best epoch / run | s/epoch | engine max abs diff | ok |")
-        L.append("|---|---|---|---|---|---|")
-        for name, t in tr.items():
-            e = t["engine"]
-            L.append(
-                f"| {LABEL[name]} | {t['n_params']:,} | {t['best_epoch']} / {t['epochs_run']} | "
-                f"{_f(t['seconds_per_epoch'], 1)} | {e.get('max_abs_diff', e.get('error'))} | "
-                f"{e['ok']} |"
-            )
-        L.append("")
-    knn = res.get("knn", {})
-    if knn:
-        L.append(
-            f"KNN: k = {knn['k']} chosen on validation accuracy "
-            f"({', '.join(f'k={k}: {_f(v)}' for k, v in knn['val_accuracy'].items())}).\n"
-        )
-    dec = res.get("decision_rules", {})
-    if dec:
-        sb, orc = res["reference"]["single_best"], res["reference"]["oracle"]
-        L.append("## Routing decision rules (fitted on validation, applied to test)\n")
-        L.append(f"Single-best {_f(sb)}, oracle {_f(orc)} (test routing micro).\n")
-        L.append(
-            "| method | argmax | shrink (w) | margin (δ) | Platt per-LLM | "
-            "gap closed: argmax / shrink / margin / Platt |"
-        )
-        L.append("|---|---|---|---|---|---|")
-        for name, d in dec.items():
-            g = d["gap_closed"]
-            L.append(
-                f"| {LABEL.get(name, name)} | {_f(d['argmax'])} | {_f(d['shrink'])} "
-                f"(w={d['shrink_w']}) | {_f(d['margin'])} (δ={d['margin_delta']}) | "
-                f"{_f(d['platt'])} | {_f(g['argmax'], 2)} / {_f(g['shrink'], 2)} / "
-                f"{_f(g['margin'], 2)} / {_f(g['platt'], 2)} |"
-            )
-        L.append("")
-    pb = res.get("per_benchmark", {})
-    if pb:
-        names = list(pb)
-        benches = sorted({b for v in pb.values() for b in v})
-        L.append("## Routing accuracy per benchmark (test)\n")
-        L.append("| benchmark | " + " | ".join(LABEL.get(n, n) for n in names) + " |")
-        L.append("|---|" + "---|" * len(names))
-        for b in benches:
-            L.append(f"| {b} | " + " | ".join(_f(pb[n].get(b)) for n in names) + " |")
-        L.append("")
-    curve = res.get("training_size_curve")
-    if curve:
-        L.append("## Training-size curve (test; mean ± sd over seeds)\n")
-        L.append("| method | train questions | accuracy | routing micro | seeds |")
-        L.append("|---|---|---|---|---|")
-        for method, pts in curve.items():
-            for size in sorted(pts, key=int):
-                rs = pts[size]
-                a = [r["accuracy"] for r in rs]
-                r_ = [r["route_micro"] for r in rs]
-                L.append(
-                    f"| {LABEL.get(method, method)} | {size} | {_f(np.mean(a))} ± "
-                    f"{_f(np.std(a))} | {_f(np.mean(r_))} ± {_f(np.std(r_))} | {len(rs)} |"
-                )
-        L.append("")
-    elif "training_size_curve_note" in res:
-        L.append(f"Training-size curve: {res['training_size_curve_note']}\n")
-    for mod, sec in res.get("sections", {}).items():
-        if not sec.lstrip().startswith("#"):
-            L.append(f"## {mod}\n")
-        L.append(sec if sec else "(empty section)")
-        L.append("")
-    L.append("Figures: reliability.png, routing.png" + (", curve.png" if curve else "") + ".\n")
-    return "\n".join(L)
+        per_seed = [decision.cost_curve(P, Yte, costs, grid) for P in e["P"]]
+        curves[name] = [
+            {"lam": float(grid[i]),
+             "cost": float(np.mean([c[i]["cost"] for c in per_seed])),
+             "accuracy": float(np.mean([c[i]["accuracy"] for c in per_seed]))}
+            for i in range(len(grid))
+        ]  # fmt: skip
+    best = int(np.argmax(rank))
+    fixed = decision.fixed_llm_points(Yte, costs)
+    sb_choice = baselines.single_best_choices(rank, Yte)
+    sb = {"llm": best, "cost": decision.mean_cost(sb_choice, costs),
+          "accuracy": decision.routing_accuracy(sb_choice, Yte)}  # fmt: skip
+    oc = decision.cheapest_correct(Yte, costs)
+    budgets = []
+    for frac in BUDGET_FRACTIONS:
+        b = frac * sb["cost"]
+        budgets.append({"fraction": frac, "budget": b,
+                        "accuracy": {n: decision.accuracy_at_budget(c, b) for n, c in curves.items()}})  # fmt: skip
+    return {
+        "file": str(cost_file),
+        "costs": costs.tolist(),
+        "n_lambdas": len(grid),
+        "curves": curves,
+        "fixed_llms": fixed,
+        "single_best": sb,
+        "oracle_cheapest": {
+            "cost": decision.mean_cost(oc, costs),
+            "accuracy": decision.routing_accuracy(oc, Yte),
+        },  # fmt: skip
+        "budgets": budgets,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,35 +285,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--quick", action="store_true", help="small models, few epochs, small curve")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per training-size point")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="default 1e-4 (paper); --quick 3e-3")
+    p.add_argument("--quick", action="store_true", help="small models, few epochs, one seed")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="training seeds per neural method (default 3; --quick 1)")  # fmt: skip
+    p.add_argument("--curve-seeds", type=int, default=None,
+                   help="training seeds per training-size point (default 2; --quick 1)")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=None, help="default 30; --quick 5")
+    p.add_argument("--lr", type=float, default=None,
+                   help="default 3e-4 (the paper's 1e-4 needs ~1.5x the epochs for the same "
+                        "test numbers: README); --quick 3e-3")  # fmt: skip
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--batch-queries", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0, help="training and bootstrap seed")
+    p.add_argument("--seed", type=int, default=0, help="first training seed; bootstrap seed")
     p.add_argument("--split-seed", type=int, default=0, help="0: the fixed reference split")
     p.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default 1000)")
     p.add_argument("--methods", default=",".join(NEURAL), help="neural methods to train")
-    p.add_argument("--curve-sizes", default=None, help="e.g. 1000,2000,5000,full")
+    p.add_argument("--costs", type=Path, default=None,
+                   help="table (parquet/csv/jsonl) of model,cost: adds the accuracy-vs-cost curve")  # fmt: skip
+    p.add_argument("--curve-sizes", default=None, help="default 1000,3000,full; --quick 200,full")
     p.add_argument("--curve-methods", default="irtnet,mf")
     p.add_argument("--skip-curve", action="store_true")
     p.add_argument("--skip-ood", action="store_true")
     p.add_argument("--skip-interpret", action="store_true")
     p.add_argument("--skip-newllm", action="store_true")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _defaults(args: argparse.Namespace) -> None:
+    q = args.quick
+    for name, quick, full in (
+        ("epochs", 5, 30), ("lr", 3e-3, 3e-4), ("n_boot", 200, 1000), ("seeds", 1, 3),
+        ("curve_seeds", 1, 2), ("curve_sizes", "200,full", "1000,3000,full"),
+    ):  # fmt: skip
+        if getattr(args, name) is None:
+            setattr(args, name, quick if q else full)
+    if args.seeds < 1 or args.curve_seeds < 1:
+        raise SystemExit("--seeds and --curve-seeds must be at least 1")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.epochs is None:
-        args.epochs = 5 if args.quick else 30
-    if args.lr is None:
-        args.lr = 3e-3 if args.quick else 1e-4
-    n_boot = args.n_boot or (200 if args.quick else 1000)
-    seeds = args.seeds or (1 if args.quick else 2)
+    _defaults(args)
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
         if m not in NEURAL:
@@ -418,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     device = resolve_device(args.device)
     t_start = time.time()
+    timing: dict[str, float] = {}
     ds = irt_data.load_dataset(args.data)
+    costs = irt_data.load_costs(args.costs, ds.llm_names) if args.costs else None
     qids = ds.queries["query_id"].to_numpy()
     split = splits.fixed_split(qids, seed=args.split_seed)
     splits.write_split_file(split, out / "split.csv")
@@ -429,12 +360,17 @@ def main(argv: list[str] | None = None) -> int:
     b_te = bench[te.query_rows]
     rank = tr.llm_base_rates(smoothing=1.0)
     prior = baselines.prior_rates(Ytr)
+    seeds = [args.seed + i for i in range(args.seeds)]
+    curve_seeds = [args.seed + i for i in range(args.curve_seeds)]
 
-    sizes_opt = args.curve_sizes or ("200,full" if args.quick else "1000,2000,5000,full")
-    curve_sizes = [] if args.skip_curve else [s for s in sizes_opt.split(",") if s]
+    curve_sizes = [] if args.skip_curve else [s for s in args.curve_sizes.split(",") if s]
     curve_methods = [m for m in args.curve_methods.split(",") if m]
     extras = [m for m in EXTRA_MODULES if not getattr(args, f"skip_{m}")]
-    n_steps = len(methods) + 3 + len(curve_sizes) * len(curve_methods) * seeds + len(extras) + 1
+    n_curve = sum(
+        len(curve_seeds) for s in curve_sizes for m in curve_methods
+        if not (s == "full" and m in methods and set(curve_seeds) <= set(seeds))
+    )  # fmt: skip
+    n_steps = len(methods) * len(seeds) + 3 + n_curve + len(extras) + 1
     bar = tqdm(total=n_steps, desc="evaluate", disable=args.quiet, file=sys.stderr)
 
     res: dict[str, Any] = {
@@ -445,114 +381,120 @@ def main(argv: list[str] | None = None) -> int:
             "llm_names": list(ds.llm_names),
             "sizes": {k: {"queries": m.n_queries, "pairs": m.n_pairs} for k, m in mats.items()},
             "seed": args.seed,
+            "train_seeds": seeds,
+            "curve_seeds": curve_seeds,
             "split_seed": args.split_seed,
             "quick": bool(args.quick),
             "epochs": args.epochs,
             "lr": args.lr,
-            "n_boot": n_boot,
+            "patience": args.patience,
+            "n_boot": args.n_boot,
             "device": str(device),
+            "torch_threads": torch.get_num_threads(),
         },
         "training": {},
     }  # fmt: skip
     entries: dict[str, dict[str, Any]] = {}
-    val_P: dict[str, np.ndarray] = {}
+    val_P: dict[str, list[np.ndarray]] = {}
     emb_info = {"name": "precomputed", "dim": int(ds.embeddings.shape[1]), "normalize": True}
 
+    t0 = time.perf_counter()
     for method in methods:
-        bar.set_postfix_str(f"training {method}")
-        t0 = time.perf_counter()
-        fit = train_neural(method, mats, ds, bench, args, args.seed)
-        model = fit.model
-        path = out / "models" / f"{method}.safetensors"
-        save_model(
-            model.cpu(), path, llm_names=list(ds.llm_names), embedder=emb_info,
-            training={"seed": args.seed, "method": method, "best_epoch": fit.best_epoch},
-        )  # fmt: skip
-        model.to(device)
-        entries[method] = {"P": dense_P(model, te.emb, device)}
-        val_P[method] = dense_P(model, va.emb, device)
-        res["training"][method] = {
-            "n_params": n_params(model),
-            "best_epoch": fit.best_epoch,
-            "epochs_run": len(fit.history),
-            "seconds_per_epoch": fit.seconds_per_epoch,
-            "train_seconds": time.perf_counter() - t0,
-            "history": fit.history,
-            "engine": engine_check(path, model, te.emb, device),
-        }
-        bar.update(1)
+        Ps, Pvs, runs = [], [], []
+        for s in seeds:
+            t1 = time.perf_counter()
+            fit = train_neural(method, mats, ds, bench, args, s, bar=bar, what=f"{method} seed {s}")
+            model = fit.model
+            Ps.append(dense_P(model, te.emb, device))
+            Pvs.append(dense_P(model, va.emb, device))
+            runs.append({
+                "seed": s, "best_epoch": fit.best_epoch, "epochs_run": len(fit.history),
+                "seconds_per_epoch": fit.seconds_per_epoch,
+                "train_seconds": time.perf_counter() - t1, "history": fit.history,
+            })  # fmt: skip
+            if s == seeds[0]:
+                # The first seed's model is exported and served by the Rust engine.
+                path = out / "models" / f"{method}.safetensors"
+                save_model(
+                    model.cpu(), path, llm_names=list(ds.llm_names), embedder=emb_info,
+                    training={"seed": s, "method": method, "best_epoch": fit.best_epoch},
+                )  # fmt: skip
+                model.to(device)
+                res["training"][method] = {
+                    "n_params": n_params(model),
+                    "engine": engine_check(path, model, te.emb, device),
+                }
+            bar.update(1)
+        res["training"][method]["seeds"] = runs
+        entries[method] = {"P": Ps}
+        val_P[method] = Pvs
+    timing["neural methods"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
     bar.set_postfix_str("knn")
     k, scores = baselines.fit_knn(tr.emb, Ytr, va.emb, Yva)
     res["knn"] = {"k": k, "val_accuracy": {str(kk): v for kk, v in scores.items()}}
-    entries["knn"] = {"P": baselines.knn_predict(tr.emb, Ytr, te.emb, [k])[k]}
-    val_P["knn"] = baselines.knn_predict(tr.emb, Ytr, va.emb, [k])[k]
+    entries["knn"] = {"P": [baselines.knn_predict(tr.emb, Ytr, te.emb, [k])[k]]}
+    val_P["knn"] = [baselines.knn_predict(tr.emb, Ytr, va.emb, [k])[k]]
     bar.update(1)
-    entries["prior"] = {"P": baselines.prior_matrix(Ytr, te.n_queries)}
+    entries["prior"] = {"P": [baselines.prior_matrix(Ytr, te.n_queries)]}
     for e in entries.values():
-        e["choices"] = decision.argmax_observed(e["P"], Yte)
-    entries["prior"]["choices"] = baselines.single_best_choices(rank, Yte)
-    entries["single_best"] = {"P": None, "choices": baselines.single_best_choices(rank, Yte)}
+        e["choices"] = [decision.argmax_observed(P, Yte) for P in e["P"]]
+    entries["prior"]["choices"] = [baselines.single_best_choices(rank, Yte)]
+    entries["single_best"] = {"P": None, "choices": [baselines.single_best_choices(rank, Yte)]}
     obs_te = Yte != MISSING
-    oracle_choice = np.where(obs_te.any(1), np.argmax(Yte == 1, axis=1), -1)
     oracle_choice = np.where(
-        (Yte == 1).any(1), oracle_choice, decision.argmax_observed(np.zeros(Yte.shape), Yte)
-    )
-    entries["oracle"] = {"P": None, "choices": oracle_choice}
+        (Yte == 1).any(1), np.argmax(Yte == 1, axis=1), decision.argmax_observed(np.zeros(Yte.shape), Yte)
+    )  # fmt: skip
+    entries["oracle"] = {"P": None, "choices": [oracle_choice]}
+    timing["KNN and reference routers"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
     bar.set_postfix_str("bootstrap")
-    ci = bootstrap_all(
-        entries, Yte, b_te, n_boot, args.seed, ref="irtnet" if "irtnet" in entries else "knn"
-    )
+    ref = "irtnet" if "irtnet" in entries else "knn"
+    ci = bootstrap_all(entries, Yte, b_te, args.n_boot, args.seed, ref=ref)
     res["methods"] = {}
     res["per_benchmark"] = {}
     for name, e in entries.items():
-        pm = point_metrics(e["P"], Yte, b_te, e["choices"])
-        keep = e["choices"] >= 0
-        corr = decision.choice_correct(e["choices"], Yte)
-        bb = b_te[keep]
-        res["per_benchmark"][name] = {g: float(corr[bb == g].mean()) for g in np.unique(bb)}
-        res["methods"][name] = {
-            "test": pm,
+        per_seed = seed_metrics(e, Yte, b_te)
+        keep = e["choices"][0] >= 0
+        pb: dict[str, list[float]] = {}
+        for c in e["choices"]:
+            corr = decision.choice_correct(c, Yte)
+            bb = b_te[c >= 0]
+            for g in np.unique(bb):
+                pb.setdefault(str(g), []).append(float(corr[bb == g].mean()))
+        res["per_benchmark"][name] = {g: float(np.mean(v)) for g, v in pb.items()}
+        entry: dict[str, Any] = {
+            "test": mean_over_seeds(per_seed),
             "ci": ci[name],
+            "n_seeds": len(per_seed),
             "n_pairs": int(obs_te.sum()) if e["P"] is not None else None,
             "n_queries": int(keep.sum()),
             "n_queries_dropped": int((~keep).sum()),
         }
+        if len(per_seed) > 1:
+            entry["seed_sd"] = {k: float(np.std([m[k] for m in per_seed])) for k in per_seed[0]}
+            entry["per_seed"] = per_seed
+        res["methods"][name] = entry
     bar.update(1)
+    timing["bootstrap"] = time.perf_counter() - t0
 
     sb = res["methods"]["single_best"]["test"]["route_micro"]
     orc = res["methods"]["oracle"]["test"]["route_micro"]
     res["reference"] = {"single_best": sb, "oracle": orc}
-    res["decision_rules"] = {}
-    for name in [*methods, "knn"]:
-        P, Pv = entries[name]["P"], val_P[name]
-        sh = decision.fit_shrink(Pv, Yva, prior)
-        mg = decision.fit_margin(Pv, Yva, rank)
-        pl = decision.fit_platt(Pv, Yva, per_llm=True)
-        plg = decision.fit_platt(Pv, Yva, per_llm=False)
-        acc = {
-            "argmax": decision.routing_accuracy(decision.argmax_observed(P, Yte), Yte),
-            "shrink": decision.routing_accuracy(decision.route_shrink(P, Yte, prior, sh["w"]), Yte),
-            "margin": decision.routing_accuracy(decision.route_margin(P, Yte, rank, mg["delta"]), Yte),
-            "platt": decision.routing_accuracy(decision.route_platt(P, Yte, pl), Yte),
-        }  # fmt: skip
-        Pc = decision.apply_platt(P, pl)
-        res["decision_rules"][name] = {
-            **acc,
-            "shrink_w": sh["w"],
-            "margin_delta": mg["delta"],
-            "platt_a": pl["a"].tolist(),
-            "platt_b": pl["b"].tolist(),
-            "platt_global": [float(plg["a"][0]), float(plg["b"][0])],
-            "ece_after_platt": float(correctness_metrics(Yte[obs_te], Pc[obs_te])["ece"]),
-            "val_shrink_scores": sh["val_scores"],
-            "val_margin_scores": mg["val_scores"],
-            "gap_closed": {k: decision.gap_closed(v, sb, orc) for k, v in acc.items()},
-        }
+    res["decision_rules"] = {
+        name: decision_rules(entries[name]["P"], val_P[name], Yte, Yva, prior, rank, sb, orc)
+        for name in [*methods, "knn"]
+    }
+    if costs is not None:
+        res["cost_curve"] = cost_section(costs, args.costs, entries, Yte, rank)
+        plot_cost_curve(res["cost_curve"], list(ds.llm_names), out / "cost_curve.png")
+    else:
+        res["cost_curve_note"] = "no per-LLM costs given (--costs FILE with columns model,cost)."
     bar.update(1)
 
-    # training-size curve
+    t0 = time.perf_counter()
     if curve_sizes:
         curve: dict[str, dict[str, list]] = {m: {} for m in curve_methods}
         from training.data import build_pair_matrix
@@ -561,29 +503,34 @@ def main(argv: list[str] | None = None) -> int:
         pair_args = (r["q_idx"].to_numpy(), r["llm_idx"].to_numpy(), r["correct"].to_numpy())
         for size in curve_sizes:
             n = tr.n_queries if size == "full" else min(int(size), tr.n_queries)
-            for s in range(seeds):
-                rows = np.sort(
-                    np.random.default_rng(1000 + s).choice(tr.query_rows, n, replace=False)
-                )
-                sub = build_pair_matrix(ds.embeddings, *pair_args, rows, ds.n_llms)
+            for i, s in enumerate(curve_seeds):
+                sub = None
                 for method in curve_methods:
-                    bar.set_postfix_str(f"curve {method} n={n} seed={s}")
-                    fit = train_neural(
-                        method, mats, ds, bench, args, args.seed + s, train_override=sub
-                    )
-                    P = dense_P(fit.model, te.emb, device)
-                    pm = point_metrics(P, Yte, b_te, decision.argmax_observed(P, Yte))
+                    if n == tr.n_queries and method in entries and s in seeds:
+                        # the full training set with this seed is a headline run: reuse it
+                        pm = seed_metrics(entries[method], Yte, b_te)[seeds.index(s)]
+                    else:
+                        if sub is None:
+                            rows = np.sort(np.random.default_rng(1000 + i).choice(
+                                tr.query_rows, n, replace=False))  # fmt: skip
+                            sub = build_pair_matrix(ds.embeddings, *pair_args, rows, ds.n_llms)
+                        fit = train_neural(
+                            method, mats, ds, bench, args, s, train_override=sub, bar=bar,
+                            what=f"curve {method} n={n} seed {s}",
+                        )  # fmt: skip
+                        P = dense_P(fit.model, te.emb, device)
+                        pm = point_metrics(P, Yte, b_te, decision.argmax_observed(P, Yte))
+                        bar.update(1)
                     curve[method].setdefault(str(n), []).append(
-                        {"seed": args.seed + s, "accuracy": pm["accuracy"], "auc": pm["auc"],
+                        {"seed": s, "accuracy": pm["accuracy"], "auc": pm["auc"],
                          "route_micro": pm["route_micro"], "route_macro": pm["route_macro"]}
                     )  # fmt: skip
-                    bar.update(1)
         res["training_size_curve"] = curve
         plot_curve(curve, out / "curve.png")
     else:
         res["training_size_curve_note"] = "skipped (--skip-curve)"
+    timing["training-size curve"] = time.perf_counter() - t0
 
-    # other engineers' experiments
     res["sections"] = {}
     res["extra"] = {}
     for mod in EXTRA_MODULES:
@@ -591,28 +538,26 @@ def main(argv: list[str] | None = None) -> int:
             res["sections"][mod] = f"not run (--skip-{mod})"
             continue
         bar.set_postfix_str(mod)
+        t0 = time.perf_counter()
         try:
-            module = __import__(f"training.{mod}", fromlist=["run"])
-        except ImportError as e:
-            res["sections"][mod] = f"not run (training.{mod} not available: {e})"
-            bar.update(1)
-            continue
-        try:
+            module = importlib.import_module(f"training.{mod}")
             r_ = module.run(ds, split, out, args.quick, args.seed)
             res["sections"][mod] = r_.get("markdown", "")
             res["extra"][mod] = {k: v for k, v in r_.items() if k != "markdown"}
         except Exception as e:  # noqa: BLE001 - one failing experiment must not lose the rest
             res["sections"][mod] = f"FAILED: {type(e).__name__}: {e}"
+        timing[mod] = time.perf_counter() - t0
         bar.update(1)
 
     plot_reliability(entries, Yte, out / "reliability.png")
     order = sorted(res["methods"], key=lambda n: -res["methods"][n]["test"]["route_micro"])
     plot_routing(
-        [(LABEL.get(n, n), res["methods"][n]["test"]["route_micro"],
+        [(label(n), res["methods"][n]["test"]["route_micro"],
           res["methods"][n]["ci"].get("route_micro", [np.nan, np.nan])) for n in order],
         out / "routing.png",
     )  # fmt: skip
     res["setup"]["seconds"] = time.time() - t_start
+    res["setup"]["timing"] = timing
     atomic_write(
         out / "results.json",
         lambda tmp: Path(tmp).write_text(json.dumps(res, indent=2, default=_json_default)),
@@ -620,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(render_report(res)))
     bar.update(1)
     bar.close()
-    print(f"wrote {out / 'report.md'}, results.json, split.csv, models/, PNGs", flush=True)
+    print(f"wrote {out / 'report.md'}, results.json, split.csv, models/, PNGs "
+          f"({res['setup']['seconds'] / 60:.1f} min)", flush=True)  # fmt: skip
     return 0
 
 

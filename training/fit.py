@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ class TrainOptions:
     progress: bool = True
     max_steps_per_epoch: int | None = None  # for timing runs only
     log_path: Path | None = None
+    # Called with each epoch's log record (epoch, train_loss, val_accuracy, ...): lets a caller
+    # that runs many fits show progress without the per-fit bars.
+    on_epoch: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass
@@ -246,6 +250,8 @@ def fit_model(
             if log:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
+            if opts.on_epoch is not None:
+                opts.on_epoch(rec)
             if opts.progress:
                 msg = " ".join(
                     f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
@@ -448,7 +454,11 @@ def main(argv: list[str] | None = None) -> int:
     metrics: dict[str, Any] = {
         "method": args.method,
         "config": cfg.to_json(),
-        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
+        "options": {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in asdict(opts).items()
+            if k != "on_epoch"
+        },
         "device": str(device),
         "best_epoch": fit.best_epoch,
         "epochs_run": len(fit.history),
