@@ -119,3 +119,55 @@ def test_evaluate_two_seeds_costs_and_curve_reuse(tmp_path: Path) -> None:
     assert cc["oracle_cheapest"]["accuracy"] == pytest.approx(res["reference"]["oracle"])
     assert (out / "cost_curve.png").stat().st_size > 1000
     assert "Accuracy against cost" in (out / "report.md").read_text()
+
+
+def test_evaluate_on_the_embedllm_layout_with_its_shipped_split(tmp_path: Path) -> None:
+    import polars as pl
+    import torch
+
+    from irt_fast.splits import read_split_file
+    from irt_fast.synthetic import make_synthetic
+    from training.evaluate import main
+
+    ds, _ = make_synthetic(n_llms=4, n_queries=150, n_benchmarks=2, observed=0.9, seed=2)
+    qid = ds.queries["query_id"].to_numpy()
+    assert (np.sort(qid) == np.arange(len(qid))).all()  # EmbedLLM: row i = prompt_id i
+    part = np.array(["train"] * 100 + ["val"] * 25 + ["test"] * 25)[
+        np.random.default_rng(0).permutation(150)
+    ]
+    q = ds.queries.with_columns(pl.Series("part", part[np.argsort(np.argsort(qid))]))
+    rows = ds.responses.join(q, on="query_id").select(
+        pl.col("model").str.replace("llm_", "").cast(pl.Int64).alias("model_id"),
+        pl.col("query_id").alias("prompt_id"),
+        pl.col("correct").alias("label"),
+        pl.col("text").alias("prompt"),
+        pl.col("benchmark").alias("category"),
+        "part",
+    )
+    d = tmp_path / "embedllm"
+    d.mkdir()
+    for name in ("train", "val", "test"):
+        rows.filter(pl.col("part") == name).drop("part").write_csv(d / f"{name}.csv")
+    emb = np.zeros_like(ds.embeddings)
+    emb[qid] = ds.embeddings
+    torch.save(torch.from_numpy(emb), d / "question_embeddings.pth")
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "--data", str(d), "--out", str(out), "--quick", "--epochs", "1", "--n-boot", "20",
+            "--split", "embedllm", "--methods", "mf", "--skip-curve", "--quiet",
+            "--skip-ood", "--skip-interpret", "--skip-newllm",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    used = read_split_file(out / "split.csv")
+    for name in ("train", "val", "test"):
+        want = np.sort(q.filter(pl.col("part") == name)["query_id"].to_numpy())
+        assert np.array_equal(used[name], want), name
+    res = json.loads((out / "results.json").read_text())
+    assert res["setup"]["sizes"]["test"]["queries"] == 25
+    # a shipped split with an empty part is refused by name
+    (d / "val.csv").unlink()
+    with pytest.raises(SystemExit, match="no val questions"):
+        main(["--data", str(d), "--out", str(tmp_path / "o2"), "--quick", "--split", "embedllm",
+              "--quiet"])  # fmt: skip

@@ -298,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-queries", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="first training seed; bootstrap seed")
     p.add_argument("--split-seed", type=int, default=0, help="0: the fixed reference split")
+    p.add_argument("--split", default=None,
+                   help="a split table (query_id, split), or 'embedllm': the train/val/test CSVs "
+                        "an EmbedLLM-layout --data directory ships (default: the seeded "
+                        "80/10/10 split by question)")  # fmt: skip
     p.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default 1000)")
     p.add_argument("--methods", default=",".join(NEURAL), help="neural methods to train")
     p.add_argument("--costs", type=Path, default=None,
@@ -311,6 +315,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def choose_split(args: argparse.Namespace, ds: Any) -> dict[str, np.ndarray]:
+    """The split ``--split`` names (see the flag's help); every part must hold questions."""
+    from irt_fast import splits
+
+    if args.split is None:
+        split = splits.fixed_split(ds.queries["query_id"].to_numpy(), seed=args.split_seed)
+        what = f"the seeded split (seed {args.split_seed})"
+    elif args.split == "embedllm":
+        d = args.data if args.data.is_dir() else args.data.parent
+        split = splits.embedllm_split(d)
+        what = f"the split shipped in {d}"
+    else:
+        split = splits.read_split_file(args.split, ds)
+        what = str(args.split)
+    empty = [k for k in ("train", "val", "test") if len(split.get(k, [])) == 0]
+    if empty:
+        raise SystemExit(f"{what}: no {'/'.join(empty)} questions; the evaluation needs all three")
+    return split
 
 
 def _defaults(args: argparse.Namespace) -> None:
@@ -350,8 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     timing: dict[str, float] = {}
     ds = irt_data.load_dataset(args.data)
     costs = irt_data.load_costs(args.costs, ds.llm_names) if args.costs else None
-    qids = ds.queries["query_id"].to_numpy()
-    split = splits.fixed_split(qids, seed=args.split_seed)
+    split = choose_split(args, ds)
     splits.write_split_file(split, out / "split.csv")
     mats = matrices(ds, split)
     bench = ds.queries["benchmark"].to_numpy().astype(str)
@@ -384,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_seeds": seeds,
             "curve_seeds": curve_seeds,
             "split_seed": args.split_seed,
+            "split": args.split or "seeded",
             "quick": bool(args.quick),
             "epochs": args.epochs,
             "lr": args.lr,

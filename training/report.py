@@ -249,7 +249,7 @@ def render_report(res: dict[str, Any]) -> str:
         f"Data: `{s['data']}`: {s['n_llms']} LLMs; split train/val/test = "
         f"{s['sizes']['train']['queries']}/{s['sizes']['val']['queries']}/"
         f"{s['sizes']['test']['queries']} queries (test pairs {s['sizes']['test']['pairs']}); "
-        f"split seed {s['split_seed']} (written to split.csv). "
+        f"split {s.get('split', 'seeded')}, seed {s['split_seed']} (written to split.csv). "
         f"{'QUICK (small models)' if s['quick'] else 'Paper model sizes'}; training seeds "
         f"{seeds}; epochs ≤ {s['epochs']}, lr {s['lr']}, early stopping patience "
         f"{s.get('patience', '–')}. Wall time {f(s.get('seconds', float('nan')) / 60, 1)} min "
