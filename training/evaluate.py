@@ -507,6 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     sb = res["methods"]["single_best"]["test"]["route_micro"]
     orc = res["methods"]["oracle"]["test"]["route_micro"]
     res["reference"] = {"single_best": sb, "oracle": orc}
+    n_obs = obs_te.sum(axis=1)
+    res["setup"]["test_candidates"] = {
+        "mean": float(n_obs.mean()), "min": int(n_obs.min()), "max": int(n_obs.max()),
+        "queries_with_none": int((n_obs == 0).sum()),
+    }  # fmt: skip
     res["decision_rules"] = {
         name: decision_rules(entries[name]["P"], val_P[name], Yte, Yva, prior, rank, sb, orc)
         for name in [*methods, "knn"]

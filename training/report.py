@@ -240,6 +240,17 @@ def _curve(curve: dict[str, dict[str, list]]) -> list[str]:
     return L
 
 
+def _candidates(s: dict[str, Any]) -> str:
+    c = s.get("test_candidates")
+    if not c:
+        return ""
+    return (
+        f"Routing chooses, per test query, among the LLMs observed on it: {c['mean']:.1f} on "
+        f"average (min {c['min']}, max {c['max']}); {c['queries_with_none']} test queries had "
+        "no observed LLM and are left out of routing (counted in the table's queries column).\n"
+    )
+
+
 def render_report(res: dict[str, Any]) -> str:
     s = res["setup"]
     seeds = s.get("train_seeds", [s["seed"]])
@@ -254,6 +265,7 @@ def render_report(res: dict[str, Any]) -> str:
         f"{seeds}; epochs ≤ {s['epochs']}, lr {s['lr']}, early stopping patience "
         f"{s.get('patience', '–')}. Wall time {f(s.get('seconds', float('nan')) / 60, 1)} min "
         f"on {s.get('device', 'cpu')}.\n",
+        _candidates(s),
         "## Test results\n",
         *_headline(res),
         "",
