@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-ood", action="store_true")
     p.add_argument("--skip-interpret", action="store_true")
     p.add_argument("--skip-newllm", action="store_true")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
