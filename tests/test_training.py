@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -150,3 +151,30 @@ def test_fit_cli_demo_writes_every_output(tmp_path):
         assert "micro" in metrics[split]["routing"]["router"]
     assert len((out / "log.jsonl").read_text().splitlines()) == metrics["epochs_run"]
     assert not list(out.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_evaluate_one_pass_equals_pairwise_and_dense_paths():
+    """evaluate() shares one item-network pass between the pair metrics and routing; both must
+    equal what predict_pairs and predict_proba give separately, chunk boundaries included."""
+    from training.fit import predict_pairs
+    from training.metrics import concat_outcomes, correctness_metrics, routing_correct
+
+    ds, _ = make_synthetic(n_llms=7, n_queries=300, observed=0.6, seed=4)
+    tr, va, _ = random_split_matrices(ds)
+    model = build_model(IrtNetConfig(embed_dim=ds.embeddings.shape[1], n_llms=7, d=4,
+                                      hidden_dim=16, expert_dim=8, n_routed=3))  # fmt: skip
+    model.eval()
+    rank = tr.llm_base_rates()
+    dev = torch.device("cpu")
+    bench = ds.benchmarks[va.query_rows]
+    got = evaluate(model, va, dev, benchmarks=bench, prior_rank=rank, chunk=17)
+    want_c = correctness_metrics(va.y, predict_pairs(model, va, dev, chunk=17))
+    assert got["correctness"] == want_c
+    with torch.no_grad():
+        P = model.predict_proba(torch.from_numpy(va.emb)).numpy()
+    parts = [routing_correct(P, va.dense_labels(), rank)]
+    want_r = concat_outcomes(parts)
+    from training.metrics import summarize_routing
+
+    assert got["routing"] == summarize_routing(want_r, bench)
+    assert np.isfinite(got["routing"]["router"]["macro"])

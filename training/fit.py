@@ -116,14 +116,18 @@ def evaluate(
     """Correctness metrics over the observed pairs and routing over the queries of ``m``.
     Memory: one chunk × n_llms block at a time."""
     model.eval()
-    p = predict_pairs(model, m, device, chunk)
-    res: dict[str, Any] = {"correctness": correctness_metrics(m.y, p)}
-    parts = []
+    dm = DeviceMatrix(m, device)
+    pair_p, parts = [], []
     for lo in range(0, m.n_queries, chunk):
         hi = min(lo + chunk, m.n_queries)
-        v = torch.from_numpy(m.emb[lo:hi]).to(device)
-        P = model.predict_proba(v).cpu().numpy()
+        v, pos, llm, _ = dm.query_batch(torch.arange(lo, hi, device=device))
+        # One item-network pass serves both the pair probabilities and the routing matrix.
+        alpha, beta = model.item_params(v)
+        pair_p.append(torch.sigmoid(model.pair_logits(alpha, beta, pos, llm)).cpu().numpy())
+        P = torch.sigmoid(model.logits_from_params(alpha, beta)).cpu().numpy()
         parts.append(routing_correct(P, m.dense_labels(lo, hi), prior_rank))
+    p = np.concatenate(pair_p) if pair_p else np.zeros(0, np.float32)
+    res: dict[str, Any] = {"correctness": correctness_metrics(m.y, p)}
     res["routing"] = summarize_routing(concat_outcomes(parts), benchmarks)
     return res
 

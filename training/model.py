@@ -274,7 +274,10 @@ class IrtModel(nn.Module):
 
     def logits(self, v: Tensor) -> Tensor:
         """Logits for every LLM, ``[B, n_llms]``."""
-        alpha, beta = self.item_params(v)
+        return self.logits_from_params(*self.item_params(v))
+
+    def logits_from_params(self, alpha: Tensor, beta: Tensor) -> Tensor:
+        """Logits for every LLM from already computed item parameters, ``[B, n_llms]``."""
         out = alpha @ self.theta.t() - beta.unsqueeze(-1)
         if self.llm_bias is not None:
             out = out + self.llm_bias
