@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from training.fit import matrices
-from training.metrics import pearson
+from training.metrics import bootstrap_indices, pearson, percentile_ci
 from training.model import IrtModel
 from training.ood import train_on
 from training.plots import figure, pyplot
@@ -125,6 +125,9 @@ def run(
     mb = np.array([beta_np[bench == b].mean() for b in names])
     me = np.array([eff[bench == b].mean() for b in names])
     r_beta, r_eff = pearson(mb, acc), pearson(me, acc)
+    # 95% CI of r resampling benchmarks (the units r is computed over).
+    boot = bootstrap_indices(len(names), 1000, seed)
+    r_beta_ci = list(percentile_ci(np.array([pearson(mb[i], acc[i]) for i in boot])))
 
     pngs = [out_dir / "beta_vs_accuracy.png", out_dir / "alpha_tsne.png"]
     with figure(pngs[0], figsize=(5.5, 4.5), dpi=110) as (_, ax):
@@ -167,7 +170,8 @@ def run(
         "## Interpreting the learned parameters",
         "",
         f"β vs accuracy over {len(names)} benchmarks: Pearson r(mean β, mean accuracy) = "
-        f"**{r_beta:.3f}** (paper: −0.97); with the effective difficulty β − α·θ̄ − b̄: "
+        f"**{r_beta:.3f}** (95% CI [{r_beta_ci[0]:.3f}, {r_beta_ci[1]:.3f}], resampling "
+        f"benchmarks; paper: −0.97); with the effective difficulty β − α·θ̄ − b̄: "
         f"r = {r_eff:.3f}.",
         "",
         "| benchmark | mean β | mean eff. difficulty | accuracy |",
@@ -204,6 +208,7 @@ def run(
         "mean_effective_difficulty": me.tolist(),
         "accuracy": acc.tolist(),
         "pearson_beta_accuracy": r_beta,
+        "pearson_beta_accuracy_ci": r_beta_ci,
         "pearson_effective_difficulty_accuracy": r_eff,
         "tsne_n": n_sample,
         "tsne_knn_same_benchmark": knn_agree,

@@ -190,7 +190,8 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     a = a - a.mean()
     b = b - b.mean()
     den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 0 else float("nan")
+    # clipped: rounding can put a perfect correlation a hair outside [-1, 1]
+    return float(np.clip((a * b).sum() / den, -1.0, 1.0)) if den > 0 else float("nan")
 
 
 # ---------------------------------------------------------------------------------------------
