@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default=",".join(NEURAL), help="neural methods to train")
     p.add_argument("--costs", type=Path, default=None,
                    help="table (parquet/csv/jsonl) of model,cost: adds the accuracy-vs-cost curve")  # fmt: skip
-    p.add_argument("--curve-sizes", default=None, help="default 1000,3000,full; --quick 200,full")
+    p.add_argument("--curve-sizes", default=None, help="default 1000,2000,full; --quick 200,full")
     p.add_argument("--curve-methods", default="irtnet,mf")
     p.add_argument("--skip-curve", action="store_true")
     p.add_argument("--skip-ood", action="store_true")
@@ -341,7 +341,7 @@ def _defaults(args: argparse.Namespace) -> None:
     q = args.quick
     for name, quick, full in (
         ("epochs", 5, 30), ("lr", 3e-3, 3e-4), ("n_boot", 200, 1000), ("seeds", 1, 3),
-        ("curve_seeds", 1, 2), ("curve_sizes", "200,full", "1000,3000,full"),
+        ("curve_seeds", 1, 2), ("curve_sizes", "200,full", "1000,2000,full"),
     ):  # fmt: skip
         if getattr(args, name) is None:
             setattr(args, name, quick if q else full)
