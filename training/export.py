@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from irt_fast._atomic import atomic_write
 from irt_fast.errors import WeightsFormatError
 from training.model import IrtModel, IrtNetConfig, build_model
+
+__all__ = ["atomic_write", "build_metadata", "load_torch", "read_metadata", "save_model"]
 
 FORMAT = "irt_fast"
 FORMAT_VERSION = "1"
@@ -52,26 +54,6 @@ def build_metadata(
     if training is not None:
         meta["training"] = json.dumps(training, default=str)
     return meta
-
-
-def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
-    """Call ``write(tmp_path)`` then move the result over ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the final suffix on the temp name: writers may dispatch on it.
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_model(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
+
+from irt_fast._atomic import atomic_write
 
 
 def pyplot() -> Any:
@@ -29,14 +29,6 @@ def figure(path: str | os.PathLike[str], *args: Any, dpi: int = 120, **kw: Any) 
     try:
         yield fig, axes
         fig.tight_layout()
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=dpi, format="png")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"), fsync=False)
     finally:
         plt.close(fig)

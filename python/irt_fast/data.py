@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ._atomic import atomic_write
 from .errors import DataError, InputError
 
 __all__ = ["Dataset", "load_costs", "load_dataset", "write_dataset"]
@@ -780,17 +780,10 @@ def write_dataset(ds: Dataset, directory: str | os.PathLike[str], format: str = 
 
 
 def _write(df: pl.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        ext = path.suffix.lstrip(".")
-        if ext == "parquet":
-            df.write_parquet(tmp)
-        elif ext == "csv":
-            df.write_csv(tmp)
-        else:
-            df.write_ndjson(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    ext = path.suffix.lstrip(".")
+    if ext == "parquet":
+        atomic_write(path, df.write_parquet)
+    elif ext == "csv":
+        atomic_write(path, df.write_csv)
+    else:
+        atomic_write(path, df.write_ndjson)

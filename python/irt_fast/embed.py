@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ._atomic import atomic_write
 from .errors import EmbedderError, InputError
 
 if TYPE_CHECKING:
@@ -426,16 +427,11 @@ class EmbeddingCache:
 
 
 def _atomic_save(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.save(f, arr, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(path, write)
 
 
 def _get_cache(directory: Path) -> EmbeddingCache:

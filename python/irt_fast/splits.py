@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from ._atomic import atomic_write
 from .errors import DataError, InputError
 
 if TYPE_CHECKING:
@@ -136,15 +137,11 @@ def write_split_file(split: dict[str, np.ndarray], path: str | os.PathLike[str])
     dup = df["query_id"].is_duplicated()
     if dup.any():
         raise InputError(f"query id {df['query_id'][int(dup.arg_true()[0])]} is in two splits")
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     if p.suffix == ".parquet":
-        df.write_parquet(tmp)
-    elif p.suffix == ".csv":
-        df.write_csv(tmp)
-    else:
-        raise InputError(f"{p}: split files are .csv or .parquet")
-    os.replace(tmp, p)
-    return p
+        return atomic_write(p, df.write_parquet)
+    if p.suffix == ".csv":
+        return atomic_write(p, df.write_csv)
+    raise InputError(f"{p}: split files are .csv or .parquet")
 
 
 def read_split_file(
