@@ -466,6 +466,7 @@ def embed_texts(
     use_cache: bool | None = None,
     progress: bool = True,
     device: str | None = None,
+    from_file: bool = False,
 ) -> np.ndarray:
     """Embed ``texts`` (float32 ``[n, dim]``, C-contiguous, row i = texts[i]).
 
@@ -480,6 +481,8 @@ def embed_texts(
             one-query routing 10-40x slower.
         progress: tqdm bar over the texts that must be embedded.
         device: torch device for sentence-transformers (default: its own choice).
+        from_file: the name came from a weights file (untrusted): it must name an embedder
+            built under the models directory; never a path or a hub id.
 
     Only texts missing from the cache are embedded (each distinct text once); results are
     written to the cache every ``SHARD_SIZE`` texts, so an interrupted run keeps its progress.
@@ -495,6 +498,8 @@ def embed_texts(
     if bad is not None:
         raise InputError(f"texts[{bad}] is {type(texts[bad]).__name__}, not str")
     is_obj = not isinstance(embedder, str | os.PathLike)
+    if from_file:
+        embedder = _built_only(embedder)
     if use_cache is None:
         use_cache = is_obj or not _is_fast_embedder(embedder)  # type: ignore[arg-type]
     identity = (
@@ -614,6 +619,20 @@ def _embed_missing(
     if out is None:
         raise EmbedderError("internal: the embedder produced no output")
     return out
+
+
+def _built_only(name: object) -> str:
+    """The local directory of a built embedder named ``name`` (a name read from a weights file).
+    Never a path, never a hub id: anything else is refused."""
+    hint = "pass embedder= explicitly (an embedder id, or a local directory you trust)"
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise EmbedderError(f"the weights file's embedder name {name!r} is not a built embedder id; {hint}")
+    local = _models_dir() / name
+    if local.is_dir() and (_is_irt_embedder_dir(local) or (local / "modules.json").is_file()):
+        return str(local)
+    raise EmbedderError(
+        f"the weights file names embedder {name!r}, which is not built under {_models_dir()}; {hint}"
+    )
 
 
 def embed_dataset(
