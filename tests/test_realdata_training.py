@@ -15,7 +15,8 @@ torch = pytest.importorskip("torch")
 
 from irt_fast.synthetic import make_synthetic  # noqa: E402
 from training.data import random_split_matrices  # noqa: E402
-from training.fit import TrainOptions, evaluate, fit_model, main, prior_metrics  # noqa: E402
+from training.fit import main  # noqa: E402
+from training.loop import TrainOptions, evaluate, fit_model, prior_metrics  # noqa: E402
 from training.model import IrtNetConfig  # noqa: E402
 
 pytestmark = pytest.mark.slow

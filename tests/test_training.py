@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 
 from irt_fast.synthetic import make_synthetic  # noqa: E402
 from training.data import DeviceMatrix, random_split_matrices  # noqa: E402
-from training.fit import TrainOptions, evaluate, fit_model, main, prior_metrics  # noqa: E402
+from training.fit import main  # noqa: E402
+from training.loop import TrainOptions, evaluate, fit_model, prior_metrics  # noqa: E402
 from training.metrics import pearson  # noqa: E402
 from training.model import (  # noqa: E402
     IrtNetConfig,
@@ -156,7 +157,7 @@ def test_fit_cli_demo_writes_every_output(tmp_path):
 def test_evaluate_one_pass_equals_pairwise_and_dense_paths():
     """evaluate() shares one item-network pass between the pair metrics and routing; both must
     equal what predict_pairs and predict_proba give separately, chunk boundaries included."""
-    from training.fit import predict_pairs
+    from training.loop import predict_pairs
     from training.metrics import concat_outcomes, correctness_metrics, routing_correct
 
     ds, _ = make_synthetic(n_llms=7, n_queries=300, observed=0.6, seed=4)

@@ -50,17 +50,9 @@ EXTRA_MODULES = ("ood", "interpret", "newllm")
 
 
 def model_cfg(method: str, embed_dim: int, n_llms: int, quick: bool) -> Any:
-    from training.model import IrtNetConfig, mlp_config_matching
+    from training.presets import model_config
 
-    base = "irtnet" if method == "mlp" else method
-    if quick:
-        cfg = IrtNetConfig(
-            method=base, embed_dim=embed_dim, d=8, n_llms=n_llms, hidden_dim=64,
-            expert_dim=32, n_shared=1, n_routed=3, dropout=0.1,
-        )  # fmt: skip
-    else:
-        cfg = IrtNetConfig(method=base, embed_dim=embed_dim, n_llms=n_llms)  # paper sizes
-    return mlp_config_matching(cfg) if method == "mlp" else cfg
+    return model_config(method, "small" if quick else "paper", embed_dim=embed_dim, n_llms=n_llms)
 
 
 def dense_P(model: Any, emb: np.ndarray, device: Any, chunk: int = 4096) -> np.ndarray:
@@ -96,7 +88,7 @@ def train_neural(
 ) -> Any:  # fmt: skip
     """Train one method with one seed; ``bar`` (tqdm) shows ``what`` and each epoch's
     validation accuracy."""
-    from training.fit import TrainOptions, fit_model
+    from training.loop import TrainOptions, fit_model
 
     def on_epoch(rec: dict[str, Any]) -> None:
         if bar is not None:
@@ -366,8 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     from irt_fast import data as irt_data
     from irt_fast import splits
     from training.export import atomic_write, save_model
-    from training.fit import matrices, resolve_device
+    from training.loop import resolve_device
     from training.model import n_params
+    from training.pairs import matrices
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     device = resolve_device(args.device)

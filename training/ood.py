@@ -10,76 +10,24 @@ linear map of the embedding), trained with the same recipe.
 The ``split`` argument of ``run`` is ignored (this experiment makes its own splits); it is
 accepted so all experiments share one signature.
 
-Experiments use a reduced IrtNet (``experiment_setup``): on real data 1 shared + 7 routed
-experts of width 256 → 128, d = 64, lr 3e-4, 8 epochs (``quick``: 2); on small data (< 5000
-queries, e.g. synthetic) 3 routed experts of 64 → 32, d = 8, lr 3e-3, 15 epochs (``quick``: 6).
+The model and recipe are the experiments' shared setup (training.setup).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from training.data import PairMatrix
-from training.fit import (
-    TrainOptions,
-    fit_model,
-    matrices,
-    predict_pairs,
-    resolve_device,
-)
+from training.loop import predict_pairs, resolve_device
 from training.metrics import bootstrap_indices, percentile_ci, rmse
-from training.model import IrtModel, IrtNetConfig
+from training.pairs import matrices
 from training.plots import figure
+from training.setup import experiment_setup, train_on
 
-SMALL_DATA = 5000  # queries: below this, the small-data configuration
-
-
-def experiment_setup(
-    ds: Any, quick: bool, seed: int, method: str = "irtnet"
-) -> tuple[IrtNetConfig, TrainOptions]:
-    """The reduced configuration shared by the experiments (see the module docstring)."""
-    small = ds.n_queries < SMALL_DATA
-    cfg = IrtNetConfig(
-        method=method,
-        embed_dim=int(ds.embeddings.shape[1]),
-        d=8 if small else 64,
-        n_llms=ds.n_llms,
-        hidden_dim=64 if small else 256,
-        expert_dim=32 if small else 128,
-        n_shared=1,
-        n_routed=3 if small else 7,
-        top_k=0,
-        dropout=0.1 if small else 0.5,
-    )
-    if small:
-        epochs = 6 if quick else 15
-    else:
-        epochs = 2 if quick else 8
-    opts = TrainOptions(
-        epochs=epochs,
-        lr=3e-3 if small else 3e-4,
-        patience=3,
-        seed=seed,
-        device="cpu",
-        progress=bool(os.environ.get("IRT_PROGRESS")),
-    )
-    return cfg, opts
-
-
-def train_on(
-    ds: Any,
-    mats: dict[str, PairMatrix],
-    quick: bool,
-    seed: int,
-    method: str = "irtnet",
-) -> IrtModel:
-    cfg, opts = experiment_setup(ds, quick, seed, method)
-    val = mats["val"] if mats["val"].n_pairs > 0 else None
-    return fit_model(cfg, mats["train"], val, opts).model
+__all__ = ["benchmark_bootstrap", "experiment_setup", "per_llm_mean", "run", "train_on"]
 
 
 def per_llm_mean(m: PairMatrix, values: np.ndarray) -> np.ndarray:

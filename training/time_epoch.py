@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from training.fit import TrainOptions, fit_model, matrices
+from training.loop import TrainOptions, fit_model
 from training.model import IrtNetConfig
+from training.pairs import matrices
 
 
 def main(argv: list[str] | None = None) -> int:
