@@ -217,19 +217,22 @@ def _prop_model() -> irt_fast.Model:
 _PROP_MODEL = _prop_model()
 
 
-def test_text_input_is_embedded_with_the_model_embedder(tmp_path: Path, minilm_dir: Path) -> None:
+def test_text_input_is_embedded_with_the_given_embedder(tmp_path: Path, minilm_dir: Path) -> None:
     from irt_fast.embed import embed_texts
 
     cfg = config(embed_dim=384)
     t = random_tensors(cfg, 3)
+    # the file names a local path: untrusted, never resolved (issue 12); embedder= is trusted
     emb = json.dumps({"name": str(minilm_dir), "dim": 384, "normalize": True})
     m = irt_fast.load(write(tmp_path / "m.safetensors", cfg, t, embedder=emb))
     texts = ["What is the derivative of x^2?", "Name the capital of France."]
+    with pytest.raises(irt_fast.EmbedderError, match="embedder="):
+        m.route(texts)
     vecs = embed_texts(texts, str(minilm_dir), normalize=True, progress=False)
-    r = m.route(texts)
+    r = m.route(texts, embedder=minilm_dir)
     np.testing.assert_array_equal(r.indices, m.route(vecs).indices)
-    np.testing.assert_allclose(m.predict_proba(texts), numpy_proba(cfg, t, vecs), atol=1e-5)
-    acc = m.predict_accuracy(texts, groups=["math", "geo"])
+    np.testing.assert_allclose(
+        m.predict_proba(texts, embedder=str(minilm_dir)), numpy_proba(cfg, t, vecs), atol=1e-5
+    )
+    acc = m.predict_accuracy(texts, groups=["math", "geo"], embedder=minilm_dir)
     assert set(acc) == {"math", "geo"}
-    # embedder= overrides the file's embedder (here: the same model by path)
-    np.testing.assert_array_equal(m.route(texts, embedder=minilm_dir).indices, r.indices)

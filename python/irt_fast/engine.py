@@ -2,7 +2,9 @@
 
 This layer checks arguments, embeds texts, maps LLM names to indices and costs to candidates,
 streams large query sets through the engine in chunks and dresses up the results. The numbers
-are computed in Rust, on a thread pool, with the GIL released.
+are computed in Rust, on a thread pool, with the GIL released. Changing the pool of LLMs
+(``add_llm``, ``drop_llms``) lives in :mod:`irt_fast.pool`, writing a model in
+:mod:`irt_fast.model_io`; ``Model``'s methods delegate to them.
 """
 
 from __future__ import annotations
@@ -10,11 +12,17 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from irt_fast import inputs
+from irt_fast.chunks import iter_chunks
 from irt_fast.errors import EmbedderError, InputError, UnknownLLMError
+from irt_fast.pool import PoolMixin
+
+if TYPE_CHECKING:
+    from irt_fast.onboard.prior import Prior
 
 #: Rows handed to the engine per call by ``predict_accuracy``: bounds the float32 copy of the
 #: input (and of text embeddings) at ``chunk_size × embed_dim × 4`` bytes.
@@ -43,18 +51,34 @@ def _core() -> Any:
     return core
 
 
-class Model:
+class Model(PoolMixin):
     """A trained model loaded into the Rust engine. Create with :func:`irt_fast.load`.
 
     Query inputs (``x``) everywhere are either a float array ``[B, embed_dim]`` (one query may be
     a 1-D ``[embed_dim]`` vector), converted to C-contiguous float32 if it is not already, or a
     list of strings, embedded first with the model's sentence embedder (``embedder=`` overrides
-    its name or local path).
+    it with a name or local path you trust). A numpy masked array is refused if any value is
+    masked.
+
+    A Model never changes: ``add_llm``/``add_fitted_llm``/``drop_llms`` (from
+    :class:`irt_fast.pool.PoolMixin`) return a new one sharing the item network; ``save``
+    writes it, ``probe`` starts an adaptive test of a new LLM.
     """
 
-    def __init__(self, engine: Any, path: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        path: str | None = None,
+        *,
+        source: tuple[int, int, int] | None = None,
+        prior: Prior | None = None,
+    ) -> None:
         self._engine = engine
         self.path = path
+        # (size, mtime_ns, inode) of ``path`` when it was loaded: save() reads the item network
+        # back from it and must know it is still the same file.
+        self._source = source
+        self._prior = prior
         self.llm_names: list[str] = list(engine.llm_names)
         self._index = {n: i for i, n in enumerate(self.llm_names)}
         self.embed_dim: int = engine.embed_dim
@@ -63,8 +87,7 @@ class Model:
         self.config: dict[str, Any] = json.loads(engine.config_json)
         name, dim, normalize = engine.embedder
         self.embedder: dict[str, Any] = {"name": name, "dim": dim, "normalize": normalize}
-        tj = engine.training_json
-        self.training: dict[str, Any] | None = json.loads(tj) if tj is not None else None
+        self.training: dict[str, Any] | None = inputs.training_metadata(engine.training_json)
 
     @property
     def n_llms(self) -> int:
@@ -81,9 +104,12 @@ class Model:
     # ---------------------------------------------------------------- inputs
 
     def _queries(self, x: Any, embedder: str | os.PathLike[str] | None = None) -> np.ndarray:
+        if x is None:
+            raise InputError("x is None: give queries (an array [B, embed_dim] or texts)")
+        x = inputs.unmasked("x", x)
         if isinstance(x, str):
             x = [x]
-        if isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(t, str) for t in x):
+        if inputs.is_texts(x):
             return self._embed(list(x), embedder)
         try:
             arr = np.asarray(x)
@@ -113,8 +139,17 @@ class Model:
                 "text input needs the sentence embedder: pip install 'irt_fast[text]' "
                 f"(import failed: {exc})"
             ) from exc
-        name = os.fspath(embedder) if embedder is not None else self.embedder["name"]
-        emb = embed_texts(texts, name, normalize=self.embedder["normalize"], progress=False)
+        # A name from the weights file is untrusted: embed_texts resolves it only among the
+        # built embedders. A name the caller passes is theirs to trust.
+        from_file = embedder is None
+        name = self.embedder["name"] if from_file else inputs.path_arg("embedder", embedder)
+        emb = embed_texts(
+            texts,
+            name,
+            normalize=self.embedder["normalize"],
+            progress=False,
+            from_file=from_file,
+        )
         emb = np.ascontiguousarray(emb, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[1] != self.embed_dim:
             raise EmbedderError(
@@ -126,7 +161,7 @@ class Model:
     def _llm_index(self, name: str) -> int:
         try:
             return self._index[name]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: an unhashable "name"
             raise UnknownLLMError(
                 f"unknown LLM {name!r}; the model knows {len(self.llm_names)}: "
                 f"{', '.join(self.llm_names[:8])}{', ...' if self.n_llms > 8 else ''}"
@@ -135,11 +170,27 @@ class Model:
     # ---------------------------------------------------------------- scoring
 
     def predict_proba(self, x: Any, *, embedder: str | None = None) -> np.ndarray:
-        """P(correct) of every LLM for every query: float32 ``[B, n_llms]``."""
+        """P(correct) of every LLM for every query.
+
+        Args:
+            x: queries (see the class docstring).
+            embedder: embedder name or path for text input (default: the model's).
+
+        Returns:
+            float32 ``[B, n_llms]``.
+        """
         return self._engine.predict_proba(self._queries(x, embedder))
 
     def item_params(self, x: Any, *, embedder: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Item parameters: ``alpha`` float32 ``[B, d]`` and ``beta`` float32 ``[B]``."""
+        """Item parameters of each query.
+
+        Args:
+            x: queries (see the class docstring).
+            embedder: embedder name or path for text input (default: the model's).
+
+        Returns:
+            ``alpha`` float32 ``[B, d]`` and ``beta`` float32 ``[B]``.
+        """
         return self._engine.item_params(self._queries(x, embedder))
 
     def route(
@@ -167,9 +218,11 @@ class Model:
         Returns:
             Routed(names, indices, proba).
         """
-        names = list(self.llm_names) if candidates is None else list(candidates)
-        if isinstance(candidates, str):
-            raise InputError("candidates must be a list of LLM names, not one string")
+        names = (
+            list(self.llm_names)
+            if candidates is None
+            else inputs.name_list("candidates", candidates)
+        )
         if not names:
             raise InputError("candidates is empty")
         if len(set(names)) != len(names):
@@ -184,13 +237,17 @@ class Model:
             if lam is None and margin is None:
                 raise InputError("cost= needs a trade-off: lam= (P − lam·cost) or margin=")
             costs = self._costs(cost, names)
-            rule, param = ("penalty", float(lam)) if lam is not None else ("margin", float(margin))  # type: ignore[arg-type]
+            if lam is not None:
+                rule, param = "penalty", inputs.real("lam", lam)
+            else:
+                rule, param = "margin", inputs.real("margin", margin)
         q = self._queries(x, embedder)
         choice, proba = self._engine.route(q, idx, costs, rule, param)
         indices = choice.astype(np.int64)
         return Routed([self.llm_names[i] for i in indices], indices, proba)
 
-    def _costs(self, cost: Mapping[str, float] | Sequence[float], names: list[str]) -> list[float]:
+    def _costs(self, cost: Any, names: list[str]) -> list[float]:
+        cost = inputs.unmasked("cost", cost)
         if isinstance(cost, Mapping):
             unknown = [k for k in cost if k not in self._index]
             if unknown:
@@ -198,24 +255,26 @@ class Model:
             missing = [n for n in names if n not in cost]
             if missing:
                 raise InputError(f"no cost given for candidate(s) {missing}")
-            values = [float(cost[n]) for n in names]
-        else:
-            values = [float(c) for c in cost]
-            if len(values) == self.n_llms and len(names) != self.n_llms:
-                values = [values[self._index[n]] for n in names]
-            elif len(values) != len(names):
-                raise InputError(
-                    f"{len(values)} costs for {len(names)} candidates ({self.n_llms} LLMs)"
-                )
-        if not all(np.isfinite(values)):
-            raise InputError("costs must be finite")
+            return [inputs.real(f"cost[{n!r}]", cost[n]) for n in names]
+        if isinstance(cost, (str, bytes)) or not isinstance(cost, Iterable):
+            raise InputError(
+                f"cost must be a mapping name → cost or a sequence of costs, got {cost!r}"
+            )
+        raw = cost.tolist() if isinstance(cost, np.ndarray) else list(cost)
+        values = [inputs.real(f"cost[{i}]", c) for i, c in enumerate(raw)]
+        if len(values) == self.n_llms and len(names) != self.n_llms:
+            values = [values[self._index[n]] for n in names]
+        elif len(values) != len(names):
+            raise InputError(
+                f"{len(values)} costs for {len(names)} candidates ({self.n_llms} LLMs)"
+            )
         return values
 
     def predict_accuracy(
         self,
         x: Any,
         *,
-        groups: Sequence[Any] | np.ndarray | None = None,
+        groups: Sequence[Any] | np.ndarray | bool | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         as_frame: bool = False,
         embedder: str | None = None,
@@ -224,27 +283,31 @@ class Model:
 
         Args:
             x: queries: an array ``[N, embed_dim]``, a list of texts, or an iterable of such
-                chunks (a generator streams a set larger than memory; with ``groups`` each chunk
-                is a ``(queries, labels)`` pair). Processed ``chunk_size`` rows at a time, so
-                working memory does not grow with N.
-            groups: a label per query (e.g. the benchmark name) to get one accuracy per group.
+                chunks (a generator streams a set larger than memory; with ``groups=True`` each
+                chunk is a ``(queries, labels)`` pair, and such pairs are refused without it).
+                Processed ``chunk_size`` rows at a time, so working memory does not grow with N.
+            groups: a label per query (e.g. the benchmark name) to get one accuracy per group;
+                NaN or None labels are refused (name them, e.g. ``"unknown"``).
+            chunk_size: rows per engine call (a positive integer).
             as_frame: return a polars DataFrame (columns ``[group,] llm, accuracy, n``).
+            embedder: embedder name or path for text input (default: the model's).
 
         Returns:
             ``{llm: accuracy}``; with groups ``{group: {llm: accuracy}}``.
         """
-        if chunk_size < 1:
-            raise InputError("chunk_size must be positive")
+        chunk_size = inputs.positive_int("chunk_size", chunk_size)
+        if groups is False:
+            groups = None
         grouped = groups is not None
         labels: dict[Any, int] = {}
         sums: list[np.ndarray] = []  # per group, float64 [n_llms]
         counts: list[int] = []
 
-        def feed(q: Any, lab: Any) -> None:
+        for q, lab in iter_chunks(x, groups, chunk_size):
             q = self._queries(q, embedder)
             gid = None
             if grouped:
-                lab = list(lab) if not isinstance(lab, np.ndarray) else lab.tolist()
+                assert lab is not None
                 if len(lab) != q.shape[0]:
                     raise InputError(f"{len(lab)} group labels for {q.shape[0]} queries")
                 gid = np.fromiter(
@@ -260,27 +323,11 @@ class Model:
             for g in range(s.shape[0]):
                 sums[g] += s[g]
                 counts[g] += int(c[g])
-
-        for q, lab in self._chunks(x, groups, chunk_size):
-            feed(q, lab)
         if not counts or sum(counts) == 0:
             raise InputError("x holds no queries")
         acc = [s / c for s, c in zip(sums, counts, strict=True)]
         if as_frame:
-            import polars as pl
-
-            rows: dict[str, list[Any]] = {"llm": [], "accuracy": [], "n": []}
-            keys = list(labels) if grouped else [None]
-            if grouped:
-                rows = {"group": [], **rows}
-            for g, key in enumerate(keys):
-                for j, name in enumerate(self.llm_names):
-                    if grouped:
-                        rows["group"].append(key)
-                    rows["llm"].append(name)
-                    rows["accuracy"].append(float(acc[g][j]))
-                    rows["n"].append(counts[g])
-            return pl.DataFrame(rows)
+            return self._frame(acc, counts, list(labels) if grouped else None)
         if not grouped:
             return dict(zip(self.llm_names, acc[0].tolist(), strict=True))
         return {
@@ -288,71 +335,55 @@ class Model:
             for key, g in labels.items()
         }
 
-    def _chunks(self, x: Any, groups: Any, chunk_size: int) -> Iterable[tuple[Any, Any]]:
-        """(queries, labels) pieces of at most ``chunk_size`` rows."""
-        if isinstance(x, str) or (
-            isinstance(x, (list, tuple)) and x and all(isinstance(t, str) for t in x)
-        ):
-            texts = [x] if isinstance(x, str) else list(x)
-            labs = None if groups is None else list(groups)
-            if labs is not None and len(labs) != len(texts):
-                raise InputError(f"{len(labs)} group labels for {len(texts)} queries")
-            for i in range(0, len(texts), chunk_size):
-                yield texts[i : i + chunk_size], None if labs is None else labs[i : i + chunk_size]
-            return
-        if isinstance(x, np.ndarray) or (isinstance(x, (list, tuple)) and not _is_chunk_list(x)):
-            arr = np.asarray(x)
-            if arr.ndim == 1:
-                arr = arr[None, :]
-            n = arr.shape[0]
-            if isinstance(groups, bool):
-                raise InputError("groups=True is for a stream of (queries, labels) chunks")
-            if groups is not None and len(groups) != n:
-                raise InputError(f"{len(groups)} group labels for {n} queries")
-            for i in range(0, n, chunk_size):
-                lab = None if groups is None else groups[i : i + chunk_size]
-                yield arr[i : i + chunk_size], lab
-            return
-        # an iterable of chunks (arrays, or (array, labels) pairs when grouped)
-        if groups is not None and not isinstance(groups, bool):
-            raise InputError(
-                "with a stream of chunks, give labels inside it as (queries, labels) pairs "
-                "and pass groups=True"
-            )
-        for item in x:
-            if groups is None:
-                yield from self._chunks(item, None, chunk_size)
-                continue
-            try:
-                q, lab = item
-            except (TypeError, ValueError):
-                raise InputError(
-                    "with groups=True each chunk must be a (queries, labels) pair"
-                ) from None
-            yield from self._chunks(q, lab, chunk_size)
+    def _frame(self, acc: list[np.ndarray], counts: list[int], keys: list[Any] | None) -> Any:
+        import polars as pl
 
-
-def _is_chunk_list(x: Sequence[Any]) -> bool:
-    """A list of 2-D arrays (chunks) rather than a list of rows."""
-    return len(x) > 0 and isinstance(x[0], np.ndarray) and x[0].ndim == 2
+        rows: dict[str, list[Any]] = {"llm": [], "accuracy": [], "n": []}
+        if keys is not None:
+            rows = {"group": [], **rows}
+        for g, key in enumerate(keys if keys is not None else [None]):
+            for j, name in enumerate(self.llm_names):
+                if keys is not None:
+                    rows["group"].append(key)
+                rows["llm"].append(name)
+                rows["accuracy"].append(float(acc[g][j]))
+                rows["n"].append(counts[g])
+        return pl.DataFrame(rows)
 
 
 def load(path: str | os.PathLike[str], *, threads: int | None = None) -> Model:
-    """Load a weights file (format v1) into the Rust engine.
+    """Load a weights file (format v1 or v2) into the Rust engine.
 
     Args:
-        path: the ``.safetensors`` file written by ``python -m training.fit``.
-        threads: worker threads (default: every available core).
+        path: the ``.safetensors`` file written by ``python -m training.fit`` or ``Model.save``.
+        threads: worker threads (default: every available core; at most
+            ``irt_fast.inputs.MAX_THREADS``).
+
+    Returns:
+        The Model.
 
     Raises:
         FileNotFoundError: no such file.
         irt_fast.errors.WeightsFormatError: corrupt or truncated file, another format version,
             or a tensor whose name, dtype or shape disagrees with the config.
+        irt_fast.errors.InputError: a bad ``path`` or ``threads`` argument.
     """
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise InputError(f"threads must be a positive integer, got {threads!r}")
-    engine = _core().Engine.load(os.fspath(path), threads)
-    return Model(engine, os.fspath(path))
+    p = inputs.path_arg("path", path)
+    if threads is not None:
+        threads = inputs.positive_int("threads", threads, maximum=inputs.MAX_THREADS)
+    before = _file_id(p)
+    engine = _core().Engine.load(p, threads)
+    # The identity is taken before reading: if the file was replaced meanwhile, save() sees a
+    # mismatch and refuses rather than mixing two files' tensors.
+    return Model(engine, p, source=before)
+
+
+def _file_id(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # the engine reports the missing file with its own message
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def _model(model: Model | str | os.PathLike[str]) -> Model:
