@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from irt_fast import embed
+from irt_fast import embed, embedders
 from irt_fast.embed import (
     EmbeddingCache,
     embed_dataset,
@@ -19,6 +19,7 @@ from irt_fast.embed import (
     embedder_info,
     text_keys,
 )
+from irt_fast.embedders import cache as emb_cache
 from irt_fast.errors import EmbedderError, InputError
 from irt_fast.synthetic import make_synthetic
 
@@ -137,7 +138,7 @@ def test_cache_with_counting_encoder(tmp_path):
 
 
 def test_interrupted_run_keeps_completed_shards(tmp_path, monkeypatch):
-    monkeypatch.setattr(embed, "SHARD_SIZE", 4)
+    monkeypatch.setattr(emb_cache, "SHARD_SIZE", 4)
     texts = [f"text number {i}" for i in range(20)]
     with pytest.raises(KeyboardInterrupt):
         embed_texts(
@@ -204,7 +205,7 @@ def test_offline_hub_name_error(tmp_path, monkeypatch):
 
 
 def _built(name: str) -> Path:
-    p = embed._models_dir() / name
+    p = embedders.models_dir() / name
     if not p.is_dir():
         pytest.skip(f"embedder {name} not built at {p} (python -m irt_fast.models setup)")
     return p
@@ -240,11 +241,13 @@ def test_mpnet_reproduces_shared_embeddings(mmlu_pro, tmp_path):
 
 def test_many_small_calls_are_compacted_and_stay_correct(tmp_path, monkeypatch):
     """Routing one query at a time must not leave one file per call, nor lose any vector."""
-    monkeypatch.setattr(embed, "MAX_SMALL_SHARDS", 8)
+    monkeypatch.setattr(emb_cache, "MAX_SMALL_SHARDS", 8)
     enc = CountingEncoder()
     texts = [f"query {i}" for i in range(50)]
     singles = [embed_texts([t], enc, cache_dir=tmp_path, progress=False)[0] for t in texts]
-    cache = embed._get_cache(tmp_path / "embeddings" / embed._cache_key("object:" + enc.name, True))
+    cache = emb_cache.get_cache(
+        tmp_path / "embeddings" / emb_cache.cache_key("object:" + enc.name, True)
+    )
     assert cache.n_shard_files() < 8
     assert len(enc.seen) == 50
     fresh = EmbeddingCache(cache.dir)  # a new process sees everything, once
@@ -259,7 +262,7 @@ def test_many_small_calls_are_compacted_and_stay_correct(tmp_path, monkeypatch):
 
 
 def test_delta_index_and_rebuild(tmp_path, monkeypatch):
-    monkeypatch.setattr(embed, "SHARD_SIZE", 4)
+    monkeypatch.setattr(emb_cache, "SHARD_SIZE", 4)
     c = EmbeddingCache(tmp_path)
     all_keys, all_vecs = [], []
     for i in range(12):  # a mix of delta-only refreshes and full rebuilds
@@ -276,7 +279,7 @@ def test_delta_index_and_rebuild(tmp_path, monkeypatch):
 def test_threads_share_one_cache(tmp_path, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    monkeypatch.setattr(embed, "MAX_SMALL_SHARDS", 4)
+    monkeypatch.setattr(emb_cache, "MAX_SMALL_SHARDS", 4)
     texts = [f"thread text {i}" for i in range(64)]
 
     def one(i):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from irt_fast import models
+from irt_fast.embedders import build
 from irt_fast.errors import EmbedderError
 
 pytestmark = [
@@ -266,7 +267,7 @@ def _fake_parts(tmp_path: Path, n_parts: int = 3) -> list[Path]:
 
 def test_ensure_mpnet_joins_parts_atomically(tmp_path, models_home, monkeypatch):
     parts = _fake_parts(tmp_path)
-    monkeypatch.setattr(models, "_mpnet_part_files", lambda: parts)
+    monkeypatch.setattr(build, "_mpnet_part_files", lambda: parts)
     p = models.ensure_mpnet()
     assert p == models_home / "all-mpnet-base-v2"
     assert (p / "model.safetensors").read_bytes() == b"x" * 5000
@@ -280,7 +281,7 @@ def test_ensure_mpnet_joins_parts_atomically(tmp_path, models_home, monkeypatch)
 
 def test_ensure_mpnet_corrupt_parts(tmp_path, models_home, monkeypatch):
     parts = _fake_parts(tmp_path)
-    monkeypatch.setattr(models, "_mpnet_part_files", lambda: parts[:-1])  # one part missing
+    monkeypatch.setattr(build, "_mpnet_part_files", lambda: parts[:-1])  # one part missing
     with pytest.raises(EmbedderError):
         models.ensure_mpnet()
     assert not any(models_home.iterdir())  # nothing half-built left behind
@@ -292,7 +293,7 @@ def test_missing_mpnet_packages_names_pip_command(models_home, monkeypatch):
     def no_dist(name):
         raise md.PackageNotFoundError(name)
 
-    monkeypatch.setattr(models.md, "distribution", no_dist)
+    monkeypatch.setattr(build.md, "distribution", no_dist)
     with pytest.raises(EmbedderError) as ei:
         models.ensure_mpnet()
     msg = str(ei.value)

