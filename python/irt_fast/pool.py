@@ -88,28 +88,7 @@ class PoolMixin:
             InputError: no answers, a length mismatch, a value that is not 0/1 (NaN included),
                 a bad name, a trained LLM's name without ``replace=True``.
         """
-        from irt_fast.onboard.fit import fit_llm
-
-        name = inputs.llm_name(name)
-        replace = _flag("replace", replace)
-        c = inputs.binary_answers(correct)
-        self._check_clash(name, replace, allow_added=True)
-        q = self._queries(x, embedder)  # type: ignore[attr-defined]
-        if q.shape[0] != c.shape[0]:
-            raise InputError(f"{q.shape[0]} questions in x but {c.shape[0]} answers in correct")
-        alpha, beta = self._engine.item_params(q)
-        if name in self._index and not replace:
-            earlier = self._recorded_answers().get(name)
-            if earlier is None:
-                raise InputError(
-                    f"{name!r} was added without its answers being recorded, so new answers "
-                    "cannot be merged with them: pass replace=True to fit from these alone"
-                )
-            alpha = np.concatenate([earlier[0], alpha])
-            beta = np.concatenate([earlier[1], beta])
-            c = np.concatenate([earlier[2], c])
-        post = fit_llm(alpha, beta, c, self.prior, has_bias=self._has_bias)
-        return self._with_llm(name, post, alpha, beta, c)
+        return self._add_llm(name, x, correct, replace=replace, embedder=embedder)[0]
 
     def add_fitted_llm(
         self,
@@ -209,6 +188,35 @@ class PoolMixin:
         return Probe(self, pool, target, groups=groups, **kwargs)
 
     # ---------------------------------------------------------------- internals
+
+    def _add_llm(
+        self, name: Any, x: Any, correct: Any, *, replace: Any, embedder: Any
+    ) -> tuple[Any, Posterior, np.ndarray, np.ndarray, np.ndarray]:
+        """``add_llm``, also returning the posterior and all the answers it was fitted from."""
+        from irt_fast.onboard.fit import fit_llm
+
+        name = inputs.llm_name(name)
+        replace = _flag("replace", replace)
+        c = inputs.binary_answers(correct)
+        self._check_clash(name, replace, allow_added=True)
+        if inputs.is_texts(x) and len(x) != c.shape[0]:  # before the (slow) embedding
+            raise InputError(f"{len(x)} questions in x but {c.shape[0]} answers in correct")
+        q = self._queries(x, embedder)  # type: ignore[attr-defined]
+        if q.shape[0] != c.shape[0]:
+            raise InputError(f"{q.shape[0]} questions in x but {c.shape[0]} answers in correct")
+        alpha, beta = self._engine.item_params(q)
+        if name in self._index and not replace:
+            earlier = self._recorded_answers().get(name)
+            if earlier is None:
+                raise InputError(
+                    f"{name!r} was added without its answers being recorded, so new answers "
+                    "cannot be merged with them: pass replace=True to fit from these alone"
+                )
+            alpha = np.concatenate([earlier[0], alpha])
+            beta = np.concatenate([earlier[1], beta])
+            c = np.concatenate([earlier[2], c])
+        post = fit_llm(alpha, beta, c, self.prior, has_bias=self._has_bias)
+        return self._with_llm(name, post, alpha, beta, c), post, alpha, beta, c
 
     @property
     def _has_bias(self) -> bool:
