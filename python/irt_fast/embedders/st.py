@@ -35,6 +35,8 @@ class StEncoder:
                 "pip install 'irt_fast[text]' (or pip install sentence-transformers)"
             ) from e
         target = os.fspath(target)
+        if local:
+            _check_modules(Path(target))
         try:
             self._m = SentenceTransformer(
                 target,
@@ -65,6 +67,27 @@ class StEncoder:
             list(texts), batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
         )
         return np.asarray(v, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+def _check_modules(path: Path) -> None:
+    """Refuse a directory whose ``modules.json`` names a class outside sentence_transformers:
+    loading it would import code from the directory or from another package. (>= 6.0 refuses it
+    too; this also holds if an older sentence-transformers is installed.)"""
+    try:
+        modules = json.loads((path / "modules.json").read_text())
+    except FileNotFoundError:
+        return  # not a sentence-transformers directory: the load below says so
+    except (OSError, ValueError) as e:
+        raise EmbedderError(f"{path / 'modules.json'} is not readable JSON: {e}") from e
+    if not isinstance(modules, list):
+        raise EmbedderError(f"{path / 'modules.json'}: expected a list of modules")
+    for m in modules:
+        t = m.get("type") if isinstance(m, dict) else None
+        if not isinstance(t, str) or not t.startswith("sentence_transformers."):
+            raise EmbedderError(
+                f"{path / 'modules.json'} names module type {t!r}, which is not part of "
+                "sentence-transformers; irt_fast never runs code from a model directory"
+            )
 
 
 def _has_normalize(path: Path) -> bool:
