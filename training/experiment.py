@@ -1,7 +1,7 @@
 """Run one of the experiments 3–5 on its own (``training.evaluate`` runs them all).
 
-    python -m training.experiment {ood,interpret,newllm} --data DIR --out DIR [--quick] [--seed N]
-        [--max-benchmarks N]   (ood only)
+    python -m training.experiment {ood,interpret,newllm,onboard} --data DIR --out DIR [--quick]
+        [--seed N] [--max-benchmarks N] (ood) [--folds N] [--synthetic-llms N] (onboard)
 
 Writes ``result.json`` (every number) and ``report.md`` (the section's tables) beside its PNGs.
 """
@@ -14,7 +14,8 @@ import json
 import time
 from pathlib import Path
 
-EXPERIMENTS = ("ood", "interpret", "newllm")
+EXPERIMENTS = ("ood", "interpret", "newllm", "onboard")
+MODULES = {"onboard": "onboard_eval"}  # experiment name -> module under training/
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split-seed", type=int, default=0, help="0: the fixed reference split")
     p.add_argument("--max-benchmarks", type=int, help="ood: leave out only this many benchmarks")
+    p.add_argument("--folds", type=int, help="onboard: folds of LLMs (default 5)")
+    p.add_argument("--synthetic-llms", type=int, help="onboard: also a synthetic pool this size")
     args = p.parse_args(argv)
 
     from irt_fast.data import load_dataset
@@ -34,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     ds = load_dataset(args.data)
     split = fixed_split(ds.queries["query_id"].to_numpy(), seed=args.split_seed)
     kw = {"max_benchmarks": args.max_benchmarks} if args.max_benchmarks else {}
-    mod = importlib.import_module(f"training.{args.name}")
+    if args.folds:
+        kw["n_folds"] = args.folds
+    if args.synthetic_llms:
+        kw["synthetic_llms"] = args.synthetic_llms
+    mod = importlib.import_module(f"training.{MODULES.get(args.name, args.name)}")
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     res = mod.run(ds, split, args.out, quick=args.quick, seed=args.seed, **kw)
