@@ -209,3 +209,11 @@ def test_training_metadata_object_is_read(tmp_path: Path) -> None:
     t = {"seed": 3, "metrics": {"auc": 0.8}}
     m = irt_fast.load(write(tmp_path / "m.safetensors", CFG, training=json.dumps(t)))
     assert m.training == t
+
+
+@pytest.mark.parametrize(
+    "bad", [np.ones((2, D), dtype=bool), [["a"] * D], np.ones((2, D), dtype=complex), [None] * D]
+)
+def test_queries_of_the_wrong_type(model: irt_fast.Model, bad: object) -> None:
+    with _raises_named(InputError, "x must"):
+        model.predict_proba(bad)

@@ -97,3 +97,37 @@ def test_one_thread_and_two_threads_agree(tmp_path: Path) -> None:
     np.testing.assert_allclose(one.predict_proba(x), two.predict_proba(x), atol=1e-6, rtol=0)
     a1, a2 = one.predict_accuracy(x), two.predict_accuracy(x)
     np.testing.assert_allclose(list(a1.values()), list(a2.values()), atol=1e-9)
+
+
+_FORK_CHILD = """
+import os, signal, sys
+import numpy as np
+import irt_fast
+m = irt_fast.load(sys.argv[1], threads=2)
+x = np.random.default_rng(0).standard_normal((600, 256)).astype(np.float32)
+want = m.predict_proba(x)  # the parent's thread pool is running now
+pid = os.fork()
+if pid == 0:
+    signal.alarm(60)  # a hung child kills itself (SIGALRM's default action) and is not orphaned
+    os._exit(0 if np.array_equal(m.predict_proba(x), want) else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.xfail(
+    strict=True, reason="issue 12: the engine does not rebuild its thread pool after fork (Rust)"
+)
+def test_model_works_in_a_forked_child(tmp_path: Path) -> None:
+    """Issue 12: after fork (multiprocessing, gunicorn --preload) the child's first call hung
+    forever: the parent's worker threads do not exist in the child."""
+    import subprocess
+    import sys
+
+    path = write(tmp_path / "m.safetensors", CFG, random_tensors(CFG, 9))
+    r = subprocess.run(
+        [sys.executable, "-c", _FORK_CHILD, str(path)], capture_output=True, text=True, check=False
+    )
+    # -14 (SIGALRM): the child's call had not returned after 60 s
+    assert r.returncode == 0, (r.returncode, r.stderr)

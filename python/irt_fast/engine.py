@@ -115,7 +115,7 @@ class Model(PoolMixin):
             arr = np.asarray(x)
         except (ValueError, TypeError) as exc:
             raise InputError(f"x must be a float array [B, {self.embed_dim}]: {exc}") from exc
-        if arr.dtype.kind not in "fiub":
+        if arr.dtype.kind not in "fiu":  # bools are no embeddings: a mistake, refused
             raise InputError(
                 f"x must be a float array [B, {self.embed_dim}] or a list of strings, "
                 f"got dtype {arr.dtype}"
