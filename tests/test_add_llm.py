@@ -302,5 +302,12 @@ def test_save_over_the_source(model: irt_fast.Model) -> None:
 def test_probe_delegates(model: irt_fast.Model) -> None:
     probe_mod = pytest.importorskip("irt_fast.onboard.probe")
     pool, target = data(50, 1)[0], data(30, 2)[0]
-    p = model.probe(pool=pool, target=target)
+    p = model.probe(pool=pool, target=target, seed=0)
     assert isinstance(p, probe_mod.Probe)
+    idx = p.next(6)
+    y = np.array([1, 0, 1, 1, 0, 1])
+    p.record(idx, y)
+    m2 = p.add_to(model, "probed")
+    assert m2.llm_info[-1] == {"name": "probed", "origin": "added", "n_answers": 6}
+    want = model.add_llm("probed", pool[idx], y)
+    np.testing.assert_allclose(m2.predict_proba(target), want.predict_proba(target), atol=1e-4)
