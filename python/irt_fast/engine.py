@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from irt_fast import inputs
+from irt_fast._native import _core
 from irt_fast.chunks import iter_chunks
 from irt_fast.errors import EmbedderError, InputError, UnknownLLMError
 from irt_fast.pool import PoolMixin
@@ -38,17 +39,6 @@ class Routed(NamedTuple):
     """The chosen LLM's index into ``model.llm_names`` per query (int64 [B])."""
     proba: np.ndarray
     """The chosen LLM's P(correct) per query (float32 [B])."""
-
-
-def _core() -> Any:
-    try:
-        from irt_fast import _core as core
-    except ImportError as exc:  # pragma: no cover - only without a build
-        raise ImportError(
-            "the irt_fast Rust extension is not built: run `make build-dev` "
-            "(pip install --no-build-isolation -e .)"
-        ) from exc
-    return core
 
 
 class Model(PoolMixin):

@@ -18,6 +18,7 @@ import numpy as np
 
 from irt_fast import inputs
 from irt_fast._atomic import atomic_write
+from irt_fast._native import _core
 from irt_fast.errors import InputError, WeightsFormatError
 
 FORMAT = "irt_fast"
@@ -65,8 +66,6 @@ def save(model: Any, path: str | os.PathLike[str]) -> Path:
 
     def write(tmp: str) -> None:
         from safetensors.numpy import save_file
-
-        from irt_fast.engine import _core
 
         save_file(tensors, tmp, metadata=metadata)
         check = _core().Engine.load(tmp, 1)
