@@ -71,6 +71,9 @@ def add_llm(args: argparse.Namespace) -> str:
     if name is None:
         raise DataError(f"{args.answers}: no 'model' column to take the name from: pass --name")
     x: Any = ans.embeddings if ans.embeddings is not None else ans.texts
+    if ans.texts is not None:  # the one slow step: say what is happening
+        which = args.embedder or model.embedder["name"]
+        print(f"embedding {len(ans.texts)} question texts with {which} ...", file=sys.stderr)
     new, post, alpha, beta, correct = model._add_llm(
         name, x, ans.correct, replace=args.replace, embedder=args.embedder
     )
