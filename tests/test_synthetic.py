@@ -8,7 +8,7 @@ import pytest
 
 from irt_fast.data import load_dataset, write_dataset
 from irt_fast.errors import InputError
-from irt_fast.synthetic import make_synthetic
+from irt_fast.synthetic import make_leaderboard, make_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +128,97 @@ def test_rejects_bad_arguments():
         make_synthetic(n_llms=0)
     with pytest.raises(InputError):
         make_synthetic(n_llms=3, n_specialists=4)
+
+
+# ---------------------------------------------------------------------------------------------
+# the leaderboard preset
+
+
+@pytest.fixture(scope="module")
+def board():
+    return make_leaderboard(n_llms=1500, n_queries=500, seed=0)
+
+
+def test_leaderboard_shape_and_observation(board):
+    ds, t = board
+    assert (ds.n_llms, ds.n_queries) == (1500, 500)
+    assert t.theta.shape == (1500, 3 + 5) and t.prob.shape == (1500, 500)
+    frac = ds.n_responses / (1500 * 500)
+    assert 0.72 < frac < 0.78  # ~75% observed
+    r = ds.responses
+    assert r.select("llm_idx", "q_idx").is_duplicated().sum() == 0
+    counts = np.bincount(r["llm_idx"].to_numpy(), minlength=1500)
+    full = t.full_coverage
+    # 40% chosen to answer everything, plus the others that happened to draw every benchmark
+    assert 0.38 < full.mean() < 0.5 and (counts[full] == 500).all()
+    # every LLM answered whole benchmarks: its observed set is a union of benchmarks
+    qb = t.query_benchmark
+    per_bench = np.zeros((1500, 5), dtype=np.int64)
+    np.add.at(per_bench, (r["llm_idx"].to_numpy(), qb[r["q_idx"].to_numpy()]), 1)
+    size = np.bincount(qb, minlength=5)
+    assert ((per_bench == 0) | (per_bench == size)).all()
+    assert (per_bench > 0).any(axis=1).all() and (~full).sum() > 0
+    assert (per_bench[~full] == 0).any(axis=1).all()
+
+
+def test_leaderboard_labels_follow_guessing_floor(board):
+    ds, t = board
+    r = ds.responses
+    li, qi = r["llm_idx"].to_numpy(), r["q_idx"].to_numpy()
+    p, y = t.prob[li, qi], r["correct"].to_numpy()
+    assert abs(y.mean() - p.mean()) < 0.005
+    assert (t.prob >= t.chance[None, :] - 1e-12).all()
+    assert sorted(set(np.round(t.chance, 3))) == [0.0, 0.1, 0.25, 0.5]
+
+
+def test_leaderboard_weak_llms_near_chance(board):
+    _, t = board
+    acc, floor = t.accuracy(), t.chance.mean()
+    assert 0.25 < t.weak.mean() < 0.35
+    assert abs(np.median(acc[t.weak]) - floor) < 0.08
+    assert np.median(acc[~t.weak]) > floor + 0.3
+
+
+def test_leaderboard_families_share_abilities(board):
+    _, t = board
+    base_row = {f: i for i, f in enumerate(t.family_of) if t.is_base[i]}
+    base_weak = t.weak[[base_row[f] for f in t.family_of]]
+    # plain fine-tunes (not specialised, not made weak) of bases that were not made weak
+    ok = ~t.weak & ~t.is_base & (t.specialist_of < 0) & ~base_weak
+    own = np.array(
+        [np.linalg.norm(t.theta[i] - t.theta[base_row[t.family_of[i]]]) for i in np.flatnonzero(ok)]
+    )
+    rng = np.random.default_rng(0)
+    bases = np.flatnonzero(t.is_base)
+    other = np.array(
+        [np.linalg.norm(t.theta[i] - t.theta[rng.choice(bases)]) for i in np.flatnonzero(ok)]
+    )
+    assert own.mean() < 0.5 * other.mean()
+    sizes = np.bincount(t.family_of)
+    assert len(sizes) == 60 and sizes.max() >= 5 * np.median(sizes)  # heavy-tailed families
+
+
+def test_leaderboard_benchmark_skills(board):
+    _, t = board
+    g, qb = 3, t.query_benchmark
+    skill = t.alpha[:, g:].copy()
+    assert (skill[np.arange(500), qb] > 0).all()
+    skill[np.arange(500), qb] = 0
+    assert (skill == 0).all()  # a question loads on its own benchmark's skill only
+    logit = t.theta @ t.alpha.T - t.beta
+    per_bench = np.stack([logit[:, qb == b].mean(axis=1) for b in range(5)], axis=1)
+    rel = per_bench - per_bench.mean(axis=1, keepdims=True)
+    spec = np.flatnonzero((t.specialist_of >= 0) & ~t.weak)  # making an LLM weak erases skills
+    gen = (t.specialist_of < 0) & ~t.weak
+    gap = [rel[m, t.specialist_of[m]] - rel[gen, t.specialist_of[m]].mean() for m in spec]
+    assert len(spec) > 100 and np.mean(gap) > 0.5
+
+
+def test_leaderboard_seeded_and_checked():
+    a, _ = make_leaderboard(n_llms=60, n_queries=50, seed=4)
+    b, _ = make_leaderboard(n_llms=60, n_queries=50, seed=4)
+    assert a.responses.equals(b.responses)
+    with pytest.raises(InputError):
+        make_leaderboard(n_llms=60, n_queries=50, observed=0.3, full_fraction=0.4)
+    with pytest.raises(InputError):
+        make_leaderboard(n_llms=0)

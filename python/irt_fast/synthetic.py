@@ -23,7 +23,7 @@ import polars as pl
 from .data import Dataset
 from .errors import InputError
 
-__all__ = ["Truth", "make_synthetic"]
+__all__ = ["Truth", "make_leaderboard", "make_synthetic"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +38,12 @@ class Truth:
         benchmark_names: the benchmark names, index b = benchmark b.
         query_benchmark: int ``[n_queries]`` benchmark index of each query.
         specialist_of: int ``[n_llms]`` benchmark index an LLM specialises in, or -1.
+        chance: float64 ``[n_queries]`` guessing floor of each query, or None (no floor). With
+            a floor, ``prob = chance + (1 − chance) · sigmoid(α·θ − β)`` (the leaderboard preset).
+        family_of: int ``[n_llms]`` family (base model) of each LLM, or None.
+        is_base: bool ``[n_llms]``: the LLM is its family's base model, or None.
+        weak: bool ``[n_llms]``: the LLM was made near-chance, or None.
+        full_coverage: bool ``[n_llms]``: the LLM answered every query, or None.
     """
 
     theta: np.ndarray
@@ -47,6 +53,11 @@ class Truth:
     benchmark_names: list[str]
     query_benchmark: np.ndarray
     specialist_of: np.ndarray
+    chance: np.ndarray | None = None
+    family_of: np.ndarray | None = None
+    is_base: np.ndarray | None = None
+    weak: np.ndarray | None = None
+    full_coverage: np.ndarray | None = None
 
     def accuracy(self, query_mask: np.ndarray | None = None) -> np.ndarray:
         """Expected accuracy of every LLM over all queries (or the ``query_mask`` ones)."""
@@ -154,13 +165,48 @@ def make_synthetic(
     p_obs = prob[llm_idx, q_idx]
     correct = (rng.random(len(p_obs)) < p_obs).astype(np.int8)
 
+    ds = _dataset(
+        llm_idx,
+        q_idx,
+        correct,
+        qb,
+        v,
+        n_llms,
+        n_benchmarks,
+        f"synthetic(n_llms={n_llms}, n_queries={n_queries}, n_benchmarks={n_benchmarks}, "
+        f"embed_dim={embed_dim}, d={d}, observed={observed}, seed={seed})",
+    )
+    bench_names = [f"bench_{b}" for b in range(n_benchmarks)]
+    truth = Truth(
+        theta=theta,
+        alpha=alpha,
+        beta=beta,
+        prob=prob,
+        benchmark_names=bench_names,
+        query_benchmark=qb,
+        specialist_of=specialist_of,
+    )
+    return ds, truth
+
+
+def _dataset(
+    llm_idx: np.ndarray,
+    q_idx: np.ndarray,
+    correct: np.ndarray,
+    qb: np.ndarray,
+    v: np.ndarray,
+    n_llms: int,
+    n_benchmarks: int,
+    source: str,
+) -> Dataset:
+    """The Dataset of observed pairs (sorted by LLM, then query) over benchmark clusters."""
     width = max(4, len(str(n_llms - 1)))
     llm_names = [f"llm_{i:0{width}d}" for i in range(n_llms)]
     bench_names = [f"bench_{b}" for b in range(n_benchmarks)]
     bench_of_query = np.asarray(bench_names, dtype=object)[qb]
     queries = pl.DataFrame(
         {
-            "query_id": np.arange(n_queries, dtype=np.int64),
+            "query_id": np.arange(len(qb), dtype=np.int64),
             "text": [
                 f"synthetic question {i} about {b}" for i, b in enumerate(bench_of_query.tolist())
             ],
@@ -176,24 +222,175 @@ def make_synthetic(
             "q_idx": q_idx,
         }
     )
-    ds = Dataset(
+    return Dataset(
         queries=queries,
         responses=responses,
         llm_names=llm_names,
         embeddings=np.ascontiguousarray(v, dtype=np.float32),
         n_merged=0,
-        source=(
-            f"synthetic(n_llms={n_llms}, n_queries={n_queries}, n_benchmarks={n_benchmarks}, "
-            f"embed_dim={embed_dim}, d={d}, observed={observed}, seed={seed})"
-        ),
+        source=source,
+    )
+
+
+# Guessing floors cycled over the preset's benchmarks: 4-way and 10-way multiple choice, free
+# answers (no floor), yes/no, 4-way again.
+CHANCE_LEVELS = (0.25, 0.1, 0.0, 0.5, 0.25)
+
+
+def make_leaderboard(
+    n_llms: int = 6000,
+    n_queries: int = 1000,
+    n_benchmarks: int = 5,
+    embed_dim: int = 64,
+    seed: int = 0,
+    *,
+    observed: float = 0.75,
+    full_fraction: float = 0.4,
+    d_general: int = 3,
+    llms_per_family: float = 25.0,
+    finetune_std: float = 0.35,
+    specialist_fraction: float = 0.2,
+    specialist_boost: float = 1.5,
+    weak_fraction: float = 0.3,
+    item_noise: float = 0.5,
+    cluster_noise: float = 0.6,
+    hidden: int = 32,
+) -> tuple[Dataset, Truth]:
+    """A leaderboard-shaped synthetic matrix: thousands of LLMs × about a thousand questions.
+
+    What real leaderboards have, and this preset generates:
+
+    - **Families**: ``n_llms / llms_per_family`` base models with heavy-tailed (Pareto) family
+      sizes; every other LLM is a fine-tune of one base, ``θ = θ_base + N(0, finetune_std²)``,
+      so fine-tunes share their base's abilities.
+    - **Benchmark-specific skills**: ``d = d_general + n_benchmarks``; a query of benchmark b
+      loads on the general dimensions (a smooth function of its embedding, as in
+      ``make_synthetic``) and on skill dimension ``d_general + b`` only. A ``specialist_fraction``
+      of fine-tunes gain ``specialist_boost`` on one skill.
+    - **Weak LLMs near chance**: a ``weak_fraction`` of LLMs have a general ability of about −4,
+      and every benchmark has a guessing floor (``CHANCE_LEVELS``):
+      ``P = chance + (1 − chance) · sigmoid(α·θ − β)``, so weak LLMs score near chance.
+    - **Per-question idiosyncrasy**: β has an ``item_noise`` part no embedding predicts.
+    - **Whole benchmarks missing**: ``full_fraction`` of LLMs answered everything (the routing
+      candidates); each other LLM answered each benchmark with the probability that brings the
+      observed fraction to ``observed`` (at least one benchmark each).
+
+    Memory: O(n_llms × n_queries) for the true probabilities (float64: 48 MB at 6,000 × 1,000).
+
+    Returns:
+        (Dataset with embeddings, Truth with chance, family_of, is_base, weak, full_coverage).
+    """
+    if min(n_llms, n_queries, n_benchmarks, embed_dim, d_general, hidden) < 1:
+        raise InputError("n_llms, n_queries, n_benchmarks, embed_dim, d_general must be >= 1")
+    if not 0 < observed <= 1 or not 0 <= full_fraction <= observed:
+        raise InputError(
+            f"need 0 < observed <= 1 and 0 <= full_fraction <= observed, got "
+            f"observed={observed}, full_fraction={full_fraction}"
+        )
+    for name, f in (("specialist_fraction", specialist_fraction), ("weak_fraction", weak_fraction)):
+        if not 0 <= f <= 1:
+            raise InputError(f"{name} must be in [0, 1], got {f}")
+    if llms_per_family < 1:
+        raise InputError(f"llms_per_family must be >= 1, got {llms_per_family}")
+    rng = np.random.default_rng(seed)
+    g, d = d_general, d_general + n_benchmarks
+
+    centres = rng.standard_normal((n_benchmarks, embed_dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    qb = rng.permutation(np.arange(n_queries) % n_benchmarks)
+    v = centres[qb] + rng.standard_normal((n_queries, embed_dim)) * (
+        cluster_noise / np.sqrt(embed_dim)
+    )
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+
+    # Items: general loadings and difficulty are smooth functions of the embedding; one skill
+    # loading per query, on its benchmark's dimension.
+    h = np.tanh(
+        v @ (rng.standard_normal((embed_dim, hidden)) * 1.5) + rng.standard_normal(hidden) * 0.3
+    )
+    alpha = np.zeros((n_queries, d))
+    alpha[:, :g] = v @ (rng.standard_normal((embed_dim, g)) * 0.3) + h @ (
+        rng.standard_normal((hidden, g)) * (0.5 / np.sqrt(hidden))
+    )
+    alpha[:, 0] += 1.2
+    alpha[np.arange(n_queries), g + qb] = 0.8 * (
+        1 + 0.3 * np.tanh(h @ rng.standard_normal(hidden) / np.sqrt(hidden))
+    )
+    beta = (
+        h @ (rng.standard_normal(hidden) * (1.0 / np.sqrt(hidden)))
+        + v @ (rng.standard_normal(embed_dim) * 0.5)
+        + rng.standard_normal(n_benchmarks)[qb] * 0.5
+        + rng.standard_normal(n_queries) * item_noise
+    )
+    chance = np.asarray(CHANCE_LEVELS, dtype=np.float64)[
+        np.arange(n_benchmarks) % len(CHANCE_LEVELS)
+    ][qb]
+
+    # LLMs: bases, fine-tunes of a base (heavy-tailed family sizes), specialists, weak ones.
+    n_fam = max(1, min(n_llms, int(round(n_llms / llms_per_family))))
+    base_theta = np.hstack(
+        [rng.standard_normal((n_fam, g)), 0.5 * rng.standard_normal((n_fam, n_benchmarks))]
+    )
+    weights = rng.pareto(1.5, n_fam) + 1.0
+    weights = np.minimum(weights, 0.15 * weights.sum())  # no family above ~15% of the LLMs
+    family_of = np.concatenate(
+        [np.arange(n_fam), rng.choice(n_fam, size=n_llms - n_fam, p=weights / weights.sum())]
+    )
+    is_base = np.arange(n_llms) < n_fam
+    theta = base_theta[family_of] + np.where(
+        is_base[:, None], 0.0, finetune_std * rng.standard_normal((n_llms, d))
+    )
+    specialist_of = np.full(n_llms, -1, dtype=np.int64)
+    ft = np.flatnonzero(~is_base)
+    spec = rng.choice(ft, size=int(round(specialist_fraction * len(ft))), replace=False)
+    specialist_of[spec] = rng.integers(0, n_benchmarks, size=len(spec))
+    theta[spec, g + specialist_of[spec]] += specialist_boost
+    weak = np.zeros(n_llms, dtype=bool)
+    weak[rng.choice(n_llms, size=int(round(weak_fraction * n_llms)), replace=False)] = True
+    theta[weak] *= 0.2
+    theta[weak, 0] = -4.0 + 0.5 * rng.standard_normal(int(weak.sum()))
+    # Shuffle so families, bases and weak LLMs are spread over the (sorted) names.
+    perm = rng.permutation(n_llms)
+    theta, family_of, is_base, weak, specialist_of = (
+        a[perm] for a in (theta, family_of, is_base, weak, specialist_of)
+    )
+
+    prob = chance + (1.0 - chance) * _sigmoid(theta @ alpha.T - beta)  # [M, Q]
+
+    # Observation: whole benchmarks per LLM.
+    full = rng.random(n_llms) < full_fraction
+    p_bench = (observed - full_fraction) / (1.0 - full_fraction) if full_fraction < 1 else 1.0
+    bench_obs = full[:, None] | (rng.random((n_llms, n_benchmarks)) < p_bench)
+    none = ~bench_obs.any(axis=1)
+    bench_obs[np.flatnonzero(none), rng.integers(0, n_benchmarks, size=int(none.sum()))] = True
+    full_coverage = bench_obs.all(axis=1)
+    llm_idx, q_idx = np.nonzero(bench_obs[:, qb])
+    llm_idx, q_idx = llm_idx.astype(np.int32), q_idx.astype(np.int32)
+    correct = (rng.random(len(llm_idx)) < prob[llm_idx, q_idx]).astype(np.int8)
+
+    ds = _dataset(
+        llm_idx,
+        q_idx,
+        correct,
+        qb,
+        v,
+        n_llms,
+        n_benchmarks,
+        f"leaderboard(n_llms={n_llms}, n_queries={n_queries}, n_benchmarks={n_benchmarks}, "
+        f"embed_dim={embed_dim}, observed={observed}, seed={seed})",
     )
     truth = Truth(
         theta=theta,
         alpha=alpha,
         beta=beta,
         prob=prob,
-        benchmark_names=bench_names,
+        benchmark_names=[f"bench_{b}" for b in range(n_benchmarks)],
         query_benchmark=qb,
         specialist_of=specialist_of,
+        chance=chance,
+        family_of=family_of,
+        is_base=is_base,
+        weak=weak,
+        full_coverage=full_coverage,
     )
     return ds, truth
