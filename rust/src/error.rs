@@ -1,5 +1,5 @@
 //! The engine's one error type. It knows nothing of Python: the bindings map each variant onto
-//! the matching class of `irt_fast.errors`.
+//! the matching Python class (`irt_fast.errors`, FileNotFoundError, OSError, MemoryError).
 
 use std::path::PathBuf;
 
@@ -23,6 +23,9 @@ pub enum Error {
     /// A caller's argument is malformed (wrong shape, NaN, empty, out of range).
     #[error("{0}")]
     Input(String),
+    /// A result or working buffer does not fit in memory (reported, never an abort).
+    #[error("{0}")]
+    Memory(String),
 }
 
 impl Error {

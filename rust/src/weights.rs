@@ -13,6 +13,10 @@ use crate::error::{Error, Result};
 
 /// The only format version this reader understands.
 pub const FORMAT_VERSION: &str = "1";
+/// Largest |weight| a file may hold. Trained weights are orders of magnitude smaller; a bound
+/// keeps every product of a forward pass within float32 range for moderate inputs, so a
+/// corrupted exponent is reported at load instead of as NaN probabilities later.
+pub const MAX_ABS_WEIGHT: f32 = 1e6;
 
 /// How α(v) and β(v) are computed from a query embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +216,13 @@ impl Weights {
             if let Some(i) = data.iter().position(|v| !v.is_finite()) {
                 return Err(fmt(format!(
                     "tensor {name:?} contains a non-finite value ({}) at flat index {i}",
+                    data[i]
+                )));
+            }
+            if let Some(i) = data.iter().position(|v| v.abs() > MAX_ABS_WEIGHT) {
+                return Err(fmt(format!(
+                    "tensor {name:?} holds {} at flat index {i}: beyond the plausible bound \
+                     ±{MAX_ABS_WEIGHT:e} (a corrupted file?)",
                     data[i]
                 )));
             }

@@ -42,7 +42,7 @@ fn rand(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn tensors(c: &Cfg) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
+fn tensors(c: &Cfg) -> Tensors {
     let e = c.ns + c.nr;
     let shapes: Vec<(&'static str, Vec<usize>)> = vec![
         ("experts.w1", vec![e, c.h, c.dm]),
@@ -69,6 +69,15 @@ fn tensors(c: &Cfg) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
             (name, s, v)
         })
         .collect()
+}
+
+type Tensors = Vec<(&'static str, Vec<usize>, Vec<f32>)>;
+
+/// The entry of tensor `name` (panics on a name the fixture does not have).
+fn tensor<'a>(t: &'a mut Tensors, name: &str) -> &'a mut (&'static str, Vec<usize>, Vec<f32>) {
+    t.iter_mut()
+        .find(|(n, _, _)| *n == name)
+        .unwrap_or_else(|| panic!("no tensor {name:?} in the fixture"))
 }
 
 fn config_json(c: &Cfg) -> String {
@@ -258,7 +267,7 @@ fn truncated_or_padded_files_are_format_errors() {
 #[test]
 fn wrong_shape_names_the_tensor_and_both_shapes() {
     let mut t = tensors(&CFG);
-    t[2] = ("experts.w2", vec![5, 6, 9], vec![0.0; 5 * 6 * 9]);
+    *tensor(&mut t, "experts.w2") = ("experts.w2", vec![5, 6, 9], vec![0.0; 5 * 6 * 9]);
     let msg = format_err(&file(&t, &[], &config_json(&CFG)));
     assert!(
         msg.contains("experts.w2") && msg.contains("[5, 6, 9]") && msg.contains("[5, 6, 10]"),
@@ -288,7 +297,7 @@ fn version_and_metadata_errors() {
 #[test]
 fn non_finite_weights_and_inputs_are_rejected() {
     let mut t = tensors(&CFG);
-    t[11].2[3] = f32::NAN;
+    tensor(&mut t, "theta").2[3] = f32::NAN;
     let msg = format_err(&file(&t, &[], &config_json(&CFG)));
     assert!(msg.contains("theta"), "{msg}");
     let e = Engine::new(

@@ -7,7 +7,6 @@ use numpy::{
 };
 use pyo3::prelude::*;
 
-use super::error::to_py;
 use crate::error::Error;
 use crate::infer::{Engine, RouteSpec, Rule};
 use crate::weights::Method;
@@ -59,9 +58,7 @@ impl PyEngine {
     #[staticmethod]
     #[pyo3(signature = (path, threads=None))]
     fn load(py: Python<'_>, path: PathBuf, threads: Option<usize>) -> PyResult<Self> {
-        let inner = py
-            .detach(|| Engine::load(&path, threads))
-            .map_err(|e| to_py(py, e))?;
+        let inner = py.detach(|| Engine::load(&path, threads))?;
         Ok(PyEngine::from_engine(inner))
     }
 
@@ -138,12 +135,8 @@ impl PyEngine {
         x: PyReadonlyArray2<'py, f32>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let e = &self.inner;
-        let (xs, b) = check_cols(e, &x)
-            .and_then(|_| rows(&x))
-            .map_err(|e| to_py(py, e))?;
-        let p = py
-            .detach(|| e.predict_proba(xs, b))
-            .map_err(|e| to_py(py, e))?;
+        let (xs, b) = check_cols(e, &x).and_then(|_| rows(&x))?;
+        let p = py.detach(|| e.predict_proba(xs, b))?;
         PyArray1::from_vec(py, p).reshape([b, e.model.config.n_llms])
     }
 
@@ -161,12 +154,8 @@ impl PyEngine {
         x: PyReadonlyArray2<'py, f32>,
     ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray1<f32>>)> {
         let e = &self.inner;
-        let (xs, b) = check_cols(e, &x)
-            .and_then(|_| rows(&x))
-            .map_err(|e| to_py(py, e))?;
-        let (a, be) = py
-            .detach(|| e.item_params(xs, b))
-            .map_err(|e| to_py(py, e))?;
+        let (xs, b) = check_cols(e, &x).and_then(|_| rows(&x))?;
+        let (a, be) = py.detach(|| e.item_params(xs, b))?;
         let a = PyArray1::from_vec(py, a).reshape([b, e.model.config.d])?;
         Ok((a, PyArray1::from_vec(py, be)))
     }
@@ -177,9 +166,9 @@ impl PyEngine {
     ///     x: float32 [B, embed_dim], C-contiguous.
     ///     candidates: LLM indices to choose from (ties go to the earlier one).
     ///     cost: one cost per candidate, or None.
-    ///     rule: "best" (max P), "penalty" (max P − param·cost) or "margin" (cheapest with
-    ///         P ≥ max P − param).
-    ///     param: λ for "penalty", the margin for "margin".
+    ///     rule: "best" (max P), "penalty" (max P − param·cost) or "within_best" (the
+    ///         cheapest candidate with P ≥ max P − param; Model.route's margin=).
+    ///     param: λ for "penalty", δ for "within_best".
     ///
     /// Returns:
     ///     (choice uint32 [B] indices into llm_names, probability float32 [B])
@@ -198,14 +187,13 @@ impl PyEngine {
         let rule = match rule {
             "best" => Rule::Best,
             "penalty" => Rule::Penalty(param),
-            "margin" => Rule::Margin(param),
+            // "margin" is the name irt_fast.Model.route passes (its keyword is margin=)
+            "within_best" | "margin" => Rule::WithinOfBest(param),
             other => {
-                return Err(to_py(
-                    py,
-                    Error::Input(format!(
-                        "rule must be \"best\", \"penalty\" or \"margin\", got {other:?}"
-                    )),
+                return Err(Error::Input(format!(
+                    "rule must be \"best\", \"penalty\" or \"within_best\", got {other:?}"
                 ))
+                .into())
             }
         };
         let spec = RouteSpec {
@@ -213,12 +201,8 @@ impl PyEngine {
             cost,
             rule,
         };
-        let (xs, b) = check_cols(e, &x)
-            .and_then(|_| rows(&x))
-            .map_err(|e| to_py(py, e))?;
-        let (c, p) = py
-            .detach(|| e.route(xs, b, &spec))
-            .map_err(|e| to_py(py, e))?;
+        let (xs, b) = check_cols(e, &x).and_then(|_| rows(&x))?;
+        let (c, p) = py.detach(|| e.route(xs, b, &spec))?;
         Ok((PyArray1::from_vec(py, c), PyArray1::from_vec(py, p)))
     }
 
@@ -241,24 +225,16 @@ impl PyEngine {
         n_groups: usize,
     ) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<u64>>)> {
         let e = &self.inner;
-        let (xs, b) = check_cols(e, &x)
-            .and_then(|_| rows(&x))
-            .map_err(|e| to_py(py, e))?;
+        let (xs, b) = check_cols(e, &x).and_then(|_| rows(&x))?;
         let g = match &groups {
             None => None,
             Some(g) => Some((
-                g.as_slice().map_err(|_| {
-                    to_py(
-                        py,
-                        Error::Input("groups must be a contiguous uint32 array".into()),
-                    )
-                })?,
+                g.as_slice()
+                    .map_err(|_| Error::Input("groups must be a contiguous uint32 array".into()))?,
                 n_groups,
             )),
         };
-        let (s, c) = py
-            .detach(|| e.predict_accuracy(xs, b, g))
-            .map_err(|e| to_py(py, e))?;
+        let (s, c) = py.detach(|| e.predict_accuracy(xs, b, g))?;
         let ng = if g.is_some() { n_groups } else { 1 };
         let s = PyArray1::from_vec(py, s).reshape([ng, e.model.config.n_llms])?;
         Ok((s, PyArray1::from_vec(py, c)))

@@ -1,29 +1,23 @@
-//! `Error` → the matching class of `irt_fast.errors` (a missing file is `FileNotFoundError`).
+//! The one conversion from the engine's `Error` to the Python exception users catch: the
+//! matching class of `irt_fast.errors`, `FileNotFoundError`, `OSError` or `MemoryError`.
 
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError};
-use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::exceptions::{PyFileNotFoundError, PyMemoryError, PyOSError};
+use pyo3::PyErr;
 
 use crate::error::Error;
 
-fn irt_error(py: Python<'_>, class: &str, msg: String) -> PyErr {
-    let cls = PyModule::import(py, "irt_fast.errors")
-        .and_then(|m| m.getattr(class))
-        .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from));
-    match cls {
-        Ok(cls) => PyErr::from_type(cls, msg),
-        // irt_fast.errors ships with the package; if it cannot be imported, still say what failed
-        Err(e) => PyRuntimeError::new_err(format!("{msg} (and irt_fast.errors failed: {e})")),
-    }
-}
+pyo3::import_exception!(irt_fast.errors, WeightsFormatError);
+pyo3::import_exception!(irt_fast.errors, InputError);
 
-/// Converts an engine error into the Python exception users catch.
-pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
-    let msg = e.to_string();
-    match e {
-        Error::NotFound(_) => PyFileNotFoundError::new_err(msg),
-        Error::Io { .. } => PyOSError::new_err(msg),
-        Error::Format { .. } => irt_error(py, "WeightsFormatError", msg),
-        Error::Input(_) => irt_error(py, "InputError", msg),
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        let msg = e.to_string();
+        match e {
+            Error::NotFound(_) => PyFileNotFoundError::new_err(msg),
+            Error::Io { .. } => PyOSError::new_err(msg),
+            Error::Format { .. } => WeightsFormatError::new_err(msg),
+            Error::Input(_) => InputError::new_err(msg),
+            Error::Memory(_) => PyMemoryError::new_err(msg),
+        }
     }
 }

@@ -10,6 +10,6 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add("FORMAT_VERSION", crate::weights::FORMAT_VERSION)?;
-    m.add("MAX_CHUNK_ROWS", crate::infer::MAX_CHUNK_ROWS)?;
+    m.add("MAX_CHUNK_ROWS", crate::model::MAX_CHUNK_ROWS)?;
     Ok(())
 }
