@@ -21,6 +21,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from training.model import topk_gate
+
 
 def read_config(path: str | Path) -> dict:
     with safe_open(str(path), framework="pt") as f:
@@ -53,11 +55,8 @@ class _Base(nn.Module):
             self.selection_bias = t["gate.selection_bias"]
 
     def gate_weights(self, g: Tensor) -> Tensor:
-        if self.top_k >= self.nr:
-            return torch.softmax(g, -1)
-        idx = torch.sort(g + self.selection_bias, dim=-1, descending=True, stable=True).indices
-        mask = torch.zeros_like(g, dtype=torch.bool).scatter_(1, idx[:, : self.top_k], True)
-        return torch.softmax(g.masked_fill(~mask, float("-inf")), -1)
+        # The training model's gate: one definition of the format's top-k rule.
+        return topk_gate(g, self.selection_bias, self.top_k)[0]
 
     def hidden(self, v: Tensor) -> Tensor:
         raise NotImplementedError

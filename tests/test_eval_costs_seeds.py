@@ -15,6 +15,7 @@ from irt_fast.data import load_costs
 from irt_fast.errors import DataError
 from training import decision
 from training.evaluate import bootstrap_all, mean_over_seeds, seed_metrics
+from training.metrics import route_choices
 from training.newllm import llm_bootstrap
 from training.ood import benchmark_bootstrap
 
@@ -128,7 +129,7 @@ def _two_seed_entry() -> tuple[dict, np.ndarray, np.ndarray]:
     bench = np.array(["x", "x", "y", "y"])
     P1 = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.6], [0.3, 0.4]])  # all pairs right
     P2 = np.array([[0.1, 0.9], [0.8, 0.2], [0.4, 0.6], [0.6, 0.3]])  # 2 of 8 pairs right
-    e = {"P": [P1, P2], "choices": [decision.argmax_observed(P, Y) for P in (P1, P2)]}
+    e = {"P": [P1, P2], "choices": [route_choices(P, Y) for P in (P1, P2)]}
     return e, Y, bench
 
 

@@ -58,7 +58,7 @@ def test_evaluate_quick_end_to_end(tmp_path: Path) -> None:
     # decision rules: accuracies in range and consistent gap-closed fractions
     sb, orc = res["reference"]["single_best"], res["reference"]["oracle"]
     for d in res["decision_rules"].values():
-        for k in ("argmax", "shrink", "margin", "platt"):
+        for k in ("argmax", "shrink", "switch", "platt"):
             assert 0.0 <= d[k] <= 1.0
             if orc > sb:
                 assert d["gap_closed"][k] == pytest.approx((d[k] - sb) / (orc - sb))

@@ -15,6 +15,7 @@ from training.metrics import (
     percentile_ci,
     rmse,
     roc_auc,
+    route_choices,
     routing_metrics,
 )
 
@@ -44,7 +45,7 @@ def test_query_with_no_observed_llm_is_dropped_not_counted() -> None:
     r = routing_metrics(P, Y)
     assert r["n_queries"] == 1 and r["n_queries_dropped"] == 1
     assert r["router"]["micro"] == 1.0
-    assert decision.argmax_observed(P, Y).tolist() == [0, -1]
+    assert route_choices(P, Y).tolist() == [0, -1]
 
 
 def test_single_best_choices_fall_back() -> None:
@@ -151,18 +152,18 @@ def test_shrink_fit_prefers_prior_when_model_is_noise() -> None:
     assert decision.routing_accuracy(decision.route_shrink(P, Y, prior, fit["w"]), Y) > 0.85
 
 
-def test_margin_rule() -> None:
+def test_switch_rule() -> None:
     rank = np.array([1.0, 0.0])  # default LLM 0
     P = np.array([[0.50, 0.55], [0.50, 0.80]])
     Y = np.array([[1, 0], [0, 1]], dtype=np.int8)
-    assert decision.route_margin(P, Y, rank, 0.1).tolist() == [0, 1]
-    assert decision.route_margin(P, Y, rank, 0.0).tolist() == [1, 1]
-    assert decision.route_margin(P, Y, rank, 1.01).tolist() == [0, 0]
+    assert decision.route_switch(P, Y, rank, 0.1).tolist() == [0, 1]
+    assert decision.route_switch(P, Y, rank, 0.0).tolist() == [1, 1]
+    assert decision.route_switch(P, Y, rank, 1.01).tolist() == [0, 0]
     # default unobserved -> next-ranked observed LLM is the default
     Y2 = np.array([[M, 1]], dtype=np.int8)
-    assert decision.route_margin(np.array([[0.9, 0.1]]), Y2, rank, 0.5).tolist() == [1]
-    fit = decision.fit_margin(P, Y, rank)
-    assert decision.routing_accuracy(decision.route_margin(P, Y, rank, fit["delta"]), Y) == 1.0
+    assert decision.route_switch(np.array([[0.9, 0.1]]), Y2, rank, 0.5).tolist() == [1]
+    fit = decision.fit_switch(P, Y, rank)
+    assert decision.routing_accuracy(decision.route_switch(P, Y, rank, fit["delta"]), Y) == 1.0
 
 
 def test_platt_recovers_a_known_scaling() -> None:

@@ -3,8 +3,9 @@ parameter fitted on the validation set (by validation routing accuracy over the 
 and is then applied unchanged to the test set.
 
 (a) shrinkage toward each LLM's prior rate: P' = w·P + (1−w)·prior;
-(b) margin over the default (single-best) LLM: leave it only when another observed LLM's P
-    exceeds the default's by more than δ;
+(b) switch threshold over the default (single-best) LLM: leave it only when another observed
+    LLM's P exceeds the default's by more than δ (not the engine's ``margin=``, which picks the
+    cheapest LLM within δ of the best);
 (c) Platt scaling of the logits, per LLM (a_m·logit + b_m) or global, then argmax. A global
     scaling with a > 0 is monotone and cannot change the argmax; it is reported for calibration.
 
@@ -20,17 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from training.metrics import MISSING
+from training.metrics import MISSING, route_choices
 
 W_GRID = tuple(np.round(np.linspace(0.0, 1.0, 21), 3))
 DELTA_GRID = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.01)
-
-
-def argmax_observed(P: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    obs = Y != MISSING
-    c = np.argmax(np.where(obs, P, -np.inf), axis=1)
-    c[~obs.any(axis=1)] = -1
-    return c
 
 
 def choice_correct(choices: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -54,7 +48,7 @@ def shrink(P: np.ndarray, prior: np.ndarray, w: float) -> np.ndarray:
 
 def route_shrink(P: np.ndarray, Y: np.ndarray, prior: np.ndarray, w: float) -> np.ndarray:
     # rank-ties at w=0 go to the single-best order: add a tiny prior-ordered tie-breaker
-    return argmax_observed(shrink(P, prior, w) + 1e-12 * np.asarray(prior), Y)
+    return route_choices(shrink(P, prior, w) + 1e-12 * np.asarray(prior), Y)
 
 
 def fit_shrink(
@@ -65,15 +59,15 @@ def fit_shrink(
     return {"w": best, "val_scores": scores}
 
 
-# (b) margin over the default ------------------------------------------------------------------
+# (b) switch threshold over the default ---------------------------------------------------------
 
 
-def route_margin(P: np.ndarray, Y: np.ndarray, rank: np.ndarray, delta: float) -> np.ndarray:
+def route_switch(P: np.ndarray, Y: np.ndarray, rank: np.ndarray, delta: float) -> np.ndarray:
     """Default = highest-``rank`` observed LLM; switch to the argmax-P observed LLM only if its
     P exceeds the default's P by more than ``delta``."""
     obs = Y != MISSING
-    default = argmax_observed(np.broadcast_to(np.asarray(rank, dtype=np.float64), Y.shape), Y)
-    best = argmax_observed(P, Y)
+    default = route_choices(np.broadcast_to(np.asarray(rank, dtype=np.float64), Y.shape), Y)
+    best = route_choices(P, Y)
     rows = np.arange(Y.shape[0])
     has = obs.any(axis=1)
     gain = np.zeros(Y.shape[0])
@@ -81,11 +75,11 @@ def route_margin(P: np.ndarray, Y: np.ndarray, rank: np.ndarray, delta: float) -
     return np.where(gain > delta, best, default)
 
 
-def fit_margin(
+def fit_switch(
     P_val: np.ndarray, Y_val: np.ndarray, rank: np.ndarray, grid: Sequence[float] = DELTA_GRID
 ) -> dict[str, Any]:
-    scores = {float(d): routing_accuracy(route_margin(P_val, Y_val, rank, d), Y_val) for d in grid}
-    best = max(scores, key=lambda d: (scores[d], -d))  # ties: the smaller margin
+    scores = {float(d): routing_accuracy(route_switch(P_val, Y_val, rank, d), Y_val) for d in grid}
+    best = max(scores, key=lambda d: (scores[d], -d))  # ties: the smaller threshold
     return {"delta": best, "val_scores": scores}
 
 
@@ -144,7 +138,7 @@ def apply_platt(P: np.ndarray, params: dict[str, Any]) -> np.ndarray:
 
 
 def route_platt(P: np.ndarray, Y: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    return argmax_observed(apply_platt(P, params), Y)
+    return route_choices(apply_platt(P, params), Y)
 
 
 def gap_closed(router: float, single_best: float, oracle: float) -> float:
@@ -159,7 +153,7 @@ def gap_closed(router: float, single_best: float, oracle: float) -> float:
 
 def route_cost(P: np.ndarray, Y: np.ndarray, cost: np.ndarray, lam: float) -> np.ndarray:
     """Per query, the observed LLM maximising P − lam·cost (the engine's ``lam=`` rule)."""
-    return argmax_observed(np.asarray(P, np.float64) - lam * np.asarray(cost, np.float64), Y)
+    return route_choices(np.asarray(P, np.float64) - lam * np.asarray(cost, np.float64), Y)
 
 
 def mean_cost(choices: np.ndarray, cost: np.ndarray) -> float:
@@ -216,5 +210,5 @@ def cheapest_correct(Y: np.ndarray, cost: np.ndarray) -> np.ndarray:
     correct = np.where(Y == 1, c, np.inf)
     pick = np.argmin(correct, axis=1)
     none_right = ~np.isfinite(correct.min(axis=1))
-    fallback = argmax_observed(np.broadcast_to(big - c, Y.shape), Y)
+    fallback = route_choices(np.broadcast_to(big - c, Y.shape), Y)
     return np.where(none_right, fallback, pick)

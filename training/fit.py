@@ -6,7 +6,8 @@
 Writes into --out: ``model.safetensors`` (docs/format.md), ``metrics.json`` (validation and test
 correctness accuracy, AUC, log-loss, ECE, routing micro/macro against the per-LLM prior, the
 single-best LLM and the oracle), ``split.csv`` (the exact split used) and ``log.jsonl`` (one
-line per epoch).
+line per epoch). The files are written into a fresh directory beside --out and swapped in at
+the end (training.rundir): --out always holds one whole run, and bad inputs leave it untouched.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from irt_fast.embed import DEFAULT_EMBEDDER
+from irt_fast.errors import InputError
 from irt_fast.splits import write_split_file
 from training.export import atomic_write, save_model
 from training.loop import TrainOptions, evaluate, fit_model, prior_metrics, resolve_device
@@ -32,9 +34,9 @@ from training.model import IrtModel, IrtNetConfig
 from training.pairs import matrices
 from training.presets import TRAIN_METHODS
 from training.presets import model_config as preset_config
+from training.rundir import check_out, staged_run
 
-# ---------------------------------------------------------------------------------------------
-# command line
+RUN_FILES = ("model.safetensors", "metrics.json", "split.csv", "log.jsonl")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,28 +115,73 @@ def options_from_args(args: argparse.Namespace, out: Path) -> TrainOptions:
     )
 
 
+SAME_VECTORS_SAMPLE = 32  # texts re-embedded to test whether shipped vectors are X's
+SAME_VECTORS_COSINE = 0.999  # fp32 ONNX vs torch differ by ~1e-6; another embedder by far more
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def shipped_are_from(ds: Any, name: str) -> bool:
+    """Whether ``ds``'s shipped embeddings are ``name``'s: a seeded sample of its texts is
+    embedded with ``name`` and must match row by row (cosine ≥ SAME_VECTORS_COSINE)."""
+    from irt_fast.embed import embed_texts
+
+    n = min(SAME_VECTORS_SAMPLE, ds.n_queries)
+    rows = np.sort(np.random.default_rng(0).choice(ds.n_queries, n, replace=False))
+    texts = [ds.queries["text"][int(i)] for i in rows]
+    fresh = np.asarray(embed_texts(texts, name, progress=False))
+    shipped = np.asarray(ds.embeddings)[rows]
+    if fresh.shape != shipped.shape:
+        return False
+    return bool(np.all((_unit(fresh) * _unit(shipped)).sum(1) >= SAME_VECTORS_COSINE))
+
+
+def embed_with(ds: Any, name: str) -> tuple[Any, dict[str, Any]]:
+    """``ds`` with vectors made by ``name``, and that embedder's info. Shipped embeddings are
+    kept when ``name`` reproduces them (``shipped_are_from``), else the texts are embedded."""
+    from irt_fast.embed import embed_dataset, embedder_info
+
+    if ds.embeddings is not None and shipped_are_from(ds, name):
+        print(f"the shipped embeddings are {name}'s: kept", file=sys.stderr)
+    else:
+        if ds.embeddings is not None:
+            print(f"the shipped embeddings are not {name}'s: re-embedding", file=sys.stderr)
+        print(f"embedding {ds.n_queries} query texts with {name} …", file=sys.stderr)
+        ds = embed_dataset(ds, name)
+    return ds, embedder_info(name)
+
+
 def load_data(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
-    """(dataset with embeddings, synthetic truth or None, embedder info)."""
+    """(dataset with embeddings, synthetic truth or None, embedder info).
+
+    ``--embedder X`` always means "the vectors come from X", and the weights file records X
+    with the dimension of the vectors the model was trained on. On data that ships embeddings,
+    X re-embeds a sample of 32 texts: if X reproduces the shipped vectors they are kept (no
+    work lost when they are X's, as in training.text_path), otherwise every text is re-embedded
+    with X. Re-embedding rather than refusing: the shipped vectors' embedder is recorded
+    nowhere, so the flag is the only way a user can say which embedder to serve with, and
+    refusing would make them delete the embeddings file to change embedder. Without the flag,
+    shipped embeddings are used and recorded as the default embedder's (the shared data's);
+    data without embeddings is embedded with the default."""
     from irt_fast import data as irt_data
 
     truth = None
     if args.demo or args.data is None:
+        if args.embedder is not None:
+            raise InputError("--embedder has no effect with --demo (synthetic vectors)")
         from irt_fast.synthetic import make_synthetic
 
         ds, truth = make_synthetic(seed=args.seed)
         emb_info = {"name": "synthetic", "dim": int(ds.embeddings.shape[1]), "normalize": True}
         return ds, truth, emb_info
     ds = irt_data.load_dataset(args.data)
-    if ds.embeddings is None or args.embedder is not None and ds.embeddings is None:
-        from irt_fast.embed import embed_dataset, embedder_info
-
-        name = args.embedder or DEFAULT_EMBEDDER
-        print(f"embedding {ds.n_queries} query texts with {name} …", file=sys.stderr)
-        ds = embed_dataset(ds, name)
-        emb_info = embedder_info(name)
+    if args.embedder is not None or ds.embeddings is None:
+        ds, emb_info = embed_with(ds, args.embedder or DEFAULT_EMBEDDER)
     else:
-        name = args.embedder or DEFAULT_EMBEDDER
-        emb_info = {"name": name, "dim": int(ds.embeddings.shape[1]), "normalize": True}
+        emb_info = {"name": DEFAULT_EMBEDDER, "dim": int(ds.embeddings.shape[1]), "normalize": True}
     return ds, truth, emb_info
 
 
@@ -171,18 +218,36 @@ def demo_report(model: IrtModel, ds: Any, truth: Any, device: torch.device) -> d
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "log.jsonl").unlink(missing_ok=True)
+def prepare(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything checked and built before --out is touched: data, split, matrices, config."""
     ds, truth, emb_info = load_data(args)
     print(ds.summary(), file=sys.stderr)
     split = make_split(args, ds)
     mats = matrices(ds, split)
-    bench = ds.queries["benchmark"].to_numpy()
     cfg = model_config(args, int(ds.embeddings.shape[1]), ds.n_llms)
-    opts = options_from_args(args, out)
+    return {"ds": ds, "truth": truth, "emb_info": emb_info, "split": split, "mats": mats,
+            "cfg": cfg}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out: Path = args.out
+    check_out(out, RUN_FILES)  # read-only: refuse early, before any work
+    run = prepare(args)
+    with staged_run(out, RUN_FILES) as tmp:
+        metrics = train_and_write(args, run, tmp, out)
+    print(summary_text(metrics), flush=True)
+    print(f"wrote {out / 'model.safetensors'}, metrics.json, split.csv, log.jsonl", flush=True)
+    return 0
+
+
+def train_and_write(
+    args: argparse.Namespace, run: dict[str, Any], tmp: Path, out: Path
+) -> dict[str, Any]:
+    """Train, evaluate and write the run's files into ``tmp`` (swapped in as ``out`` later)."""
+    ds, mats, cfg = run["ds"], run["mats"], run["cfg"]
+    bench = ds.queries["benchmark"].to_numpy()
+    opts = options_from_args(args, tmp)
     device = resolve_device(opts.device)
     print(
         f"training {args.method} on {device}: {mats['train'].n_queries} train queries "
@@ -195,14 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     train_seconds = time.perf_counter() - t0
     prior_rank = mats["train"].llm_base_rates(smoothing=1.0)
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()}
+    options.pop("on_epoch", None)
+    options["log_path"] = str(out / "log.jsonl")  # where it lives once the run is swapped in
     metrics: dict[str, Any] = {
         "method": args.method,
         "config": cfg.to_json(),
-        "options": {
-            k: str(v) if isinstance(v, Path) else v
-            for k, v in asdict(opts).items()
-            if k != "on_epoch"
-        },
+        "options": options,
         "device": str(device),
         "best_epoch": fit.best_epoch,
         "epochs_run": len(fit.history),
@@ -210,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_seconds": train_seconds,
         "n_llms": ds.n_llms,
         "sizes": {k: {"queries": m.n_queries, "pairs": m.n_pairs} for k, m in mats.items()},
-        "embedder": emb_info,
+        "embedder": run["emb_info"],
     }
     for name in ("val", "test"):
         m = mats[name]
@@ -219,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         b = bench[m.query_rows]
         metrics[name] = evaluate(fit.model, m, device, benchmarks=b, prior_rank=prior_rank)
         metrics[name]["prior"] = prior_metrics(mats["train"], m, b)
-    if truth is not None:
-        metrics["demo_truth_recovery"] = demo_report(fit.model, ds, truth, device)
+    if run["truth"] is not None:
+        metrics["demo_truth_recovery"] = demo_report(fit.model, ds, run["truth"], device)
     training_meta = {
         "seed": args.seed,
         "data": str(args.data) if args.data else "synthetic",
@@ -229,19 +293,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     save_model(
         fit.model.cpu(),
-        out / "model.safetensors",
+        tmp / "model.safetensors",
         llm_names=list(ds.llm_names),
-        embedder=emb_info,
+        embedder=run["emb_info"],
         training=training_meta,
     )
-    write_split_file(split, out / "split.csv")  # atomic itself
+    write_split_file(run["split"], tmp / "split.csv")
     atomic_write(
-        out / "metrics.json",
-        lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2, default=float)),
+        tmp / "metrics.json",
+        lambda f: Path(f).write_text(json.dumps(metrics, indent=2, default=float)),
     )
-    print(summary_text(metrics), flush=True)
-    print(f"wrote {out / 'model.safetensors'}, metrics.json, split.csv, log.jsonl", flush=True)
-    return 0
+    return metrics
 
 
 def summary_text(metrics: dict[str, Any]) -> str:

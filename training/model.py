@@ -13,63 +13,21 @@ optional per-LLM offset. The item networks are
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-METHODS = ("irtnet", "mf", "jeirt")
-
-
-@dataclass(frozen=True)
-class IrtNetConfig:
-    """Model sizes. The fields written to the weights file are those of docs/format.md."""
-
-    method: str = "irtnet"
-    embed_dim: int = 768
-    d: int = 232
-    n_llms: int = 1
-    llm_bias: bool = True
-    hidden_dim: int = 512
-    expert_dim: int = 256
-    n_shared: int = 1
-    n_routed: int = 39
-    top_k: int = 0  # 0 means "all routed experts" (the dense reference)
-    dropout: float = 0.5
-    # Step size of the auxiliary-loss-free load-balancing bias (DeepSeek-V3). With top_k ==
-    # n_routed every expert is selected for every query, the load is uniform and the bias
-    # never moves: it only matters in sparse top-k mode.
-    balance_rate: float = 1e-3
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        for name in ("embed_dim", "d", "n_llms", "hidden_dim", "expert_dim"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.n_shared < 0 or self.n_routed < 0 or self.n_shared + self.n_routed == 0:
-            raise ValueError("need at least one expert (n_shared + n_routed > 0)")
-        if self.top_k == 0 and self.n_routed > 0:
-            object.__setattr__(self, "top_k", self.n_routed)
-        if self.n_routed > 0 and not 1 <= self.top_k <= self.n_routed:
-            raise ValueError(f"top_k must be in 1..n_routed={self.n_routed}, got {self.top_k}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    def to_json(self) -> dict[str, Any]:
-        """The config as written to the weights file (training-only fields included; readers
-        ignore keys they do not know)."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> IrtNetConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in obj.items() if k in known})
-
-    def with_(self, **changes: Any) -> IrtNetConfig:
-        return replace(self, **changes)
+from training.configs import (  # noqa: F401 - re-exported: the configs' historical home
+    METHODS,
+    IrtNetConfig,
+    JeIrtConfig,
+    MfConfig,
+    ModelConfig,
+    config_from_json,
+    method_config,
+)
 
 
 def _linear_init_(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
@@ -108,22 +66,11 @@ class MoEItemNet(nn.Module):
         self._last_load: Tensor | None = None
 
     def gate_weights(self, v: Tensor) -> Tensor:
-        """Per-query weights over the routed experts, ``[B, n_routed]``: softmax of the gate
-        logits over the top-k experts selected by (logits + selection_bias); zero elsewhere."""
+        """Per-query weights over the routed experts, ``[B, n_routed]`` (see ``topk_gate``)."""
         assert self.gate is not None
-        g = self.gate(v)
-        k = self.cfg.top_k
-        if k >= self.cfg.n_routed:
-            w = torch.softmax(g, dim=-1)
-            if self.training:
-                self._last_load = torch.full_like(g[0], float(g.shape[0]))
-            return w
-        scores = (g + self.selection_bias).detach()
-        idx = _stable_topk(scores, k)
-        mask = torch.zeros_like(g, dtype=torch.bool).scatter_(1, idx, True)
-        w = torch.softmax(g.masked_fill(~mask, float("-inf")), dim=-1)
+        w, load = topk_gate(self.gate(v), self.selection_bias, self.cfg.top_k)
         if self.training:
-            self._last_load = mask.sum(0).to(g.dtype)
+            self._last_load = load
         return w
 
     @torch.no_grad()
@@ -179,10 +126,25 @@ def _stable_topk(scores: Tensor, k: int) -> Tensor:
     return order[..., :k]
 
 
+def topk_gate(logits: Tensor, selection_bias: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
+    """The format's gate (docs/format.md): softmax of the gate ``logits`` ``[B, R]`` over the
+    ``top_k`` experts selected by ``logits + selection_bias`` (ties to the lower index), zero
+    elsewhere; dense softmax when ``top_k >= R``. Returns (weights ``[B, R]``, per-expert load
+    ``[R]``: how many queries selected each expert)."""
+    n_routed = logits.shape[-1]
+    if top_k >= n_routed:
+        return torch.softmax(logits, dim=-1), torch.full_like(logits[0], float(logits.shape[0]))
+    scores = (logits + selection_bias).detach()
+    idx = _stable_topk(scores, top_k)
+    mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, idx, True)
+    w = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+    return w, mask.sum(0).to(logits.dtype)
+
+
 class MFItemNet(nn.Module):
     """EmbedLLM: logit = out(θ_m ⊙ proj(v)) = (out.w ⊙ proj(v))·θ_m + out.b."""
 
-    def __init__(self, cfg: IrtNetConfig) -> None:
+    def __init__(self, cfg: MfConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.proj = nn.Linear(cfg.embed_dim, cfg.d)
@@ -205,7 +167,7 @@ class MFItemNet(nn.Module):
 class JEIrtItemNet(nn.Module):
     """JE-IRT: b = MLP(v); direction = semantics, norm = difficulty."""
 
-    def __init__(self, cfg: IrtNetConfig) -> None:
+    def __init__(self, cfg: JeIrtConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.l1 = nn.Linear(cfg.embed_dim, cfg.hidden_dim)
@@ -246,8 +208,9 @@ class ThetaInit:
 class IrtModel(nn.Module):
     """θ table + per-LLM offset + an item network. ``forward`` scores (query, LLM) pairs."""
 
-    def __init__(self, cfg: IrtNetConfig, theta_init: ThetaInit | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, theta_init: ThetaInit | None = None) -> None:
         super().__init__()
+        cfg = method_config(cfg)
         self.cfg = cfg
         self.item_net = _ITEM_NETS[cfg.method](cfg)
         init = theta_init or ThetaInit()
@@ -313,7 +276,7 @@ class IrtModel(nn.Module):
                 dst.copy_(src)
 
 
-def build_model(cfg: IrtNetConfig, theta_init: ThetaInit | None = None) -> IrtModel:
+def build_model(cfg: ModelConfig, theta_init: ThetaInit | None = None) -> IrtModel:
     return IrtModel(cfg, theta_init)
 
 

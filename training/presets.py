@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.model import IrtNetConfig, mlp_config_matching
+from training.configs import ModelConfig, make_config
+from training.model import mlp_config_matching
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"d": 232, "hidden_dim": 512, "expert_dim": 256, "n_shared": 1, "n_routed": 39,
@@ -29,16 +30,17 @@ TRAIN_METHODS = ("irtnet", "mlp", "mf", "jeirt")
 
 def model_config(
     method: str, preset: str, *, embed_dim: int, n_llms: int, **overrides: Any
-) -> IrtNetConfig:
-    """The config of ``method`` at ``preset`` sizes; ``overrides`` that are None keep the
-    preset's value. ``method="mlp"`` gives the no-MoE ablation matching the IrtNet's size."""
+) -> ModelConfig:
+    """The config of ``method`` at ``preset`` sizes (only the sizes that method has);
+    ``overrides`` that are None keep the preset's value. ``method="mlp"`` gives the no-MoE
+    ablation matching the IrtNet's size."""
     if method not in TRAIN_METHODS:
         raise ValueError(f"method must be one of {TRAIN_METHODS}, got {method!r}")
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     sizes = dict(PRESETS[preset])
     sizes.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = IrtNetConfig(
-        method="irtnet" if method == "mlp" else method, embed_dim=embed_dim, n_llms=n_llms, **sizes
+    cfg = make_config(
+        "irtnet" if method == "mlp" else method, embed_dim=embed_dim, n_llms=n_llms, **sizes
     )
     return mlp_config_matching(cfg) if method == "mlp" else cfg

@@ -172,8 +172,8 @@ def _decision(res: dict[str, Any]) -> list[str]:
         "## Routing decision rules (fitted on validation, applied to test)\n",
         f"Single-best {f(sb)}, oracle {f(orc)} (test routing micro). Each rule's parameter is "
         "fitted on the validation split per training seed; accuracies are means over seeds.\n",
-        "| method | argmax | shrink (w) | margin (δ) | Platt per-LLM | ECE before → after Platt "
-        "| gap closed: argmax / shrink / margin / Platt |",
+        "| method | argmax | shrink (w) | switch (δ) | Platt per-LLM | ECE before → after Platt "
+        "| gap closed: argmax / shrink / switch / Platt |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, d in res["decision_rules"].items():
@@ -181,9 +181,9 @@ def _decision(res: dict[str, Any]) -> list[str]:
         ece0 = res["methods"][name]["test"].get("ece")
         L.append(
             f"| {label(name)} | {f(d['argmax'])} | {f(d['shrink'])} (w={d['shrink_w']}) | "
-            f"{f(d['margin'])} (δ={d['margin_delta']}) | {f(d['platt'])} | {f(ece0)} → "
+            f"{f(d['switch'])} (δ={d['switch_delta']}) | {f(d['platt'])} | {f(ece0)} → "
             f"{f(d['ece_after_platt'])} | {f(g['argmax'], 2)} / {f(g['shrink'], 2)} / "
-            f"{f(g['margin'], 2)} / {f(g['platt'], 2)} |"
+            f"{f(g['switch'], 2)} / {f(g['platt'], 2)} |"
         )
     L.append("")
     return L
