@@ -2,6 +2,10 @@
 
 Every split here is by query: a query's responses from all LLMs land in the same part, so test
 questions are never seen in training.
+
+Query ids are integers (returned as sorted ``int64`` arrays, exactly as before string ids
+existed, so seeded splits of integer ids do not change) or strings (returned as sorted ``object``
+arrays of ``str``, kept as given); see :mod:`irt_fast.data.ids`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from ._atomic import atomic_write
+from .data.ids import fmt_id, id_column
 from .errors import DataError, InputError
 
 if TYPE_CHECKING:
@@ -33,21 +38,26 @@ __all__ = [
 SPLIT_NAMES = ("train", "val", "test")
 
 
-def _ids(query_ids: Iterable[int] | np.ndarray, what: str = "query_ids") -> np.ndarray:
+def _ids(query_ids: Iterable[int | str] | np.ndarray, what: str = "query_ids") -> np.ndarray:
     if isinstance(query_ids, np.ndarray):
         ids = query_ids
     elif hasattr(query_ids, "to_numpy"):  # polars / pandas series
         ids = np.asarray(query_ids.to_numpy())
     else:
         ids = np.asarray(list(query_ids))
-    if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
+    if ids.ndim == 1 and ids.dtype.kind in "OU":  # string ids
+        if not all(isinstance(v, str) for v in ids.tolist()):
+            raise InputError(f"{what} mixes string ids with other values")
+        ids = np.sort(ids.astype(object))
+    elif ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
         raise InputError(
-            f"{what} must be a 1-D sequence of integer ids, got {ids.dtype} {ids.shape}"
+            f"{what} must be a 1-D sequence of integer or string ids, got {ids.dtype} {ids.shape}"
         )
-    ids = np.sort(ids.astype(np.int64))
+    else:
+        ids = np.sort(ids.astype(np.int64))
     if ids.size > 1 and np.any(ids[1:] == ids[:-1]):
         dup = ids[1:][ids[1:] == ids[:-1]][0]
-        raise InputError(f"{what} contains duplicates, e.g. {int(dup)}")
+        raise InputError(f"{what} contains duplicates, e.g. {fmt_id(dup)}")
     return ids
 
 
@@ -122,21 +132,24 @@ def write_split_file(split: dict[str, np.ndarray], path: str | os.PathLike[str])
     unknown = set(split) - set(SPLIT_NAMES)
     if unknown:
         raise InputError(f"unknown split names {sorted(unknown)}; use {SPLIT_NAMES}")
+    parts_ids = {n: _ids(split[n], f"split[{n!r}]") for n in SPLIT_NAMES if n in split}
+    kinds = {a.dtype for a in parts_ids.values() if len(a)}
+    if len(kinds) > 1:
+        raise InputError("a split mixes integer and string query ids")
+    id_type = pl.String if kinds == {np.dtype(object)} else pl.Int64
     parts = [
         pl.DataFrame(
-            {
-                "query_id": np.asarray(split[name], dtype=np.int64),
-                "split": [name] * len(split[name]),
-            },
-            schema={"query_id": pl.Int64, "split": pl.String},
+            {"query_id": pl.Series(ids.tolist(), dtype=id_type), "split": [n] * len(ids)},
+            schema={"query_id": id_type, "split": pl.String},
         )
-        for name in SPLIT_NAMES
-        if name in split
+        for n, ids in parts_ids.items()
     ]
     df = pl.concat(parts).sort("query_id")
     dup = df["query_id"].is_duplicated()
     if dup.any():
-        raise InputError(f"query id {df['query_id'][int(dup.arg_true()[0])]} is in two splits")
+        raise InputError(
+            f"query id {fmt_id(df['query_id'][int(dup.arg_true()[0])])} is in two splits"
+        )
     if p.suffix == ".parquet":
         return atomic_write(p, df.write_parquet)
     if p.suffix == ".csv":
@@ -146,15 +159,17 @@ def write_split_file(split: dict[str, np.ndarray], path: str | os.PathLike[str])
 
 def read_split_file(
     path: str | os.PathLike[str],
-    dataset: Dataset | Iterable[int] | np.ndarray | None = None,
+    dataset: Dataset | Iterable[int | str] | np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Read a split table (query_id, split in {train, val, test}).
 
     Args:
-        dataset: a Dataset or the known query ids; when given, every id must be one of them.
+        dataset: a Dataset or the known query ids; when given, every id must be one of them
+            (and the file's ids are read as the dataset's id type: strings for string ids).
 
     Returns:
-        {"train", "val", "test"} -> sorted int64 arrays (empty if the file has none).
+        {"train", "val", "test"} -> sorted id arrays (int64, or object arrays of str for
+        string ids; empty if the file has none).
 
     Raises:
         DataError: missing column, unknown split name, duplicate or unknown id (with the row).
@@ -175,13 +190,13 @@ def read_split_file(
     if missing:
         raise DataError(f"{p}: missing column(s) {missing} (found: {df.columns})")
     line = (lambda r: f" (line {r + 2})") if p.suffix == ".csv" else (lambda r: "")
-    qid = df["query_id"].cast(pl.Int64, strict=False)
-    bad = qid.is_null()
-    if bad.any():
-        r = int(bad.arg_true()[0])
-        raise DataError(
-            f"{p}: column 'query_id', row {r}{line(r)}: {df['query_id'][r]!r} is not an id"
+    known = None
+    if dataset is not None:
+        known = _ids(
+            dataset.queries["query_id"] if hasattr(dataset, "queries") else dataset, "dataset ids"
         )
+    as_str = None if known is None or not len(known) else known.dtype == np.dtype(object)
+    qid = id_column(df, "query_id", p, as_str=as_str)
     split = df["split"].cast(pl.String)
     bad = ~split.is_in(list(SPLIT_NAMES)).fill_null(False)
     if bad.any():
@@ -193,19 +208,14 @@ def read_split_file(
     if dup.any():
         rows = dup.arg_true()
         r = int(rows[1]) if len(rows) > 1 else int(rows[0])
-        raise DataError(f"{p}: column 'query_id', row {r}{line(r)}: duplicate id {qid[r]}")
-    if dataset is not None:
-        known = (
-            dataset.queries["query_id"].to_numpy()
-            if hasattr(dataset, "queries")
-            else np.asarray(list(dataset) if not isinstance(dataset, np.ndarray) else dataset)
-        )
-        unknown = ~np.isin(qid.to_numpy(), known)
+        raise DataError(f"{p}: column 'query_id', row {r}{line(r)}: duplicate id {fmt_id(qid[r])}")
+    if known is not None:
+        unknown = ~qid.is_in(pl.Series(known.tolist(), dtype=qid.dtype)).to_numpy()
         if unknown.any():
             r = int(np.argmax(unknown))
             raise DataError(
-                f"{p}: column 'query_id', row {r}{line(r)}: id {qid[r]} is not in the dataset "
-                f"({int(unknown.sum())} unknown ids)"
+                f"{p}: column 'query_id', row {r}{line(r)}: id {fmt_id(qid[r])} is not in the "
+                f"dataset ({int(unknown.sum())} unknown ids)"
             )
     ids = qid.to_numpy()
     sp = split.to_numpy()
@@ -232,19 +242,17 @@ def embedllm_split(directory: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             col = pl.read_csv(f, columns=["prompt_id"], infer_schema=False)["prompt_id"]
         except pl.exceptions.PolarsError as e:
             raise DataError(f"{f}: cannot read column 'prompt_id': {e}") from e
-        ids_s = col.cast(pl.Int64, strict=False)
-        if ids_s.null_count():
-            r = int(ids_s.is_null().arg_true()[0])
-            raise DataError(f"{f}: column 'prompt_id', row {r} (line {r + 2}): {col[r]!r}")
-        ids = np.unique(ids_s.to_numpy())
-        for other, prev in out.items():
-            both = np.intersect1d(prev, ids)
+        out[name] = np.unique(id_column(col.to_frame(), "prompt_id", f).to_numpy())
+    if len({v.dtype for v in out.values() if len(v)}) > 1:  # one id type per dataset
+        out = {k: np.unique(v.astype(str)).astype(object) for k, v in out.items()}
+    for i, name in enumerate(SPLIT_NAMES):
+        for other in SPLIT_NAMES[:i]:
+            both = np.intersect1d(out[other], out[name])
             if len(both):
                 raise DataError(
-                    f"{f}: prompt_id {int(both[0])} is also in {other}.csv ({len(both)} shared "
-                    "prompts): these files do not split by question"
+                    f"{d / (name + '.csv')}: prompt_id {fmt_id(both[0])} is also in {other}.csv "
+                    f"({len(both)} shared prompts): these files do not split by question"
                 )
-        out[name] = ids
     if not any(len(v) for v in out.values()):
         raise DataError(f"{d}: no train.csv / val.csv / test.csv with prompts")
     return out

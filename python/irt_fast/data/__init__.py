@@ -36,14 +36,13 @@ from ..errors import DataError, InputError
 from .assemble import RowLocator, assemble
 from .dataset import Dataset
 from .embedllm import EMBEDLLM_FILES, load_embedllm
+from .ids import id_column, line, lookup
 from .tables import (
     FORMATS,
     embedding_matrix,
     find_table,
     first,
-    int_column,
     label_column,
-    line,
     model_column,
     read_queries,
     read_table,
@@ -99,12 +98,34 @@ def load_dataset(path: str | os.PathLike[str], *, embeddings: bool = True) -> Da
     queries = read_queries(query_file)
     responses = read_table(resp_file, ["model", "query_id", "correct"])
     model = model_column(responses, resp_file)
-    qid = int_column(responses, "query_id", resp_file)
+    str_ids = queries["query_id"].dtype == pl.String
+    qid = id_column(responses, "query_id", resp_file, as_str=str_ids)
+    if str_ids:
+        _check_same_id_type(responses, resp_file, qid, queries, query_file)
     correct = label_column(responses, "correct", resp_file)
     del responses
     emb_file = find_table(p, "query_embeddings") if embeddings else None
     where = RowLocator([resp_file], [0])
     return assemble(model, qid, correct, queries, where, query_file, emb_file, str(p))
+
+
+def _check_same_id_type(
+    responses: pl.DataFrame, resp_file: Path, qid: pl.Series, queries: pl.DataFrame, qfile: Path
+) -> None:
+    """String query ids, yet some response ids are unknown and every response id is an integer:
+    the files disagree on the id type, most likely a typo in the queries. Name that row."""
+    if (lookup(queries["query_id"].to_numpy(), qid.to_numpy()) >= 0).all():
+        return
+    if id_column(responses, "query_id", resp_file).dtype != pl.Int64:
+        return  # genuinely string ids: assemble() names the unknown one
+    raw = read_table(qfile, ["query_id"])["query_id"]
+    text = raw.cast(pl.String).str.strip_chars()
+    row = int((~text.str.contains(r"^[+-]?\d+$")).arg_true()[0])
+    raise DataError(
+        f"{qfile}: column 'query_id', row {row}{line(qfile, row)}: {raw[row]!r} is not an "
+        f"integer id, but every query id in {resp_file} is; use integer ids or string ids in "
+        "every file"
+    )
 
 
 def load_costs(path: str | os.PathLike[str], llm_names: Iterable[str]) -> np.ndarray:

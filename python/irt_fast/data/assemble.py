@@ -12,14 +12,8 @@ import polars as pl
 
 from ..errors import DataError
 from .dataset import Dataset
-from .tables import (
-    check_unique,
-    embedding_matrix,
-    int_column,
-    line,
-    read_pth_embeddings,
-    read_table,
-)
+from .ids import fmt_id, id_column, line, lookup
+from .tables import check_unique, embedding_matrix, read_pth_embeddings, read_table
 
 log = logging.getLogger("irt_fast.data")
 
@@ -59,7 +53,7 @@ def assemble(
     if missing.any():
         row = int(np.argmax(missing))
         raise DataError(
-            f"{where(row)}: query id {int(qid[row])} has no text in {query_file} "
+            f"{where(row)}: query id {fmt_id(qid[row])} has no text in {query_file} "
             f"({int(missing.sum())} response rows have an unknown query id)"
         )
 
@@ -95,7 +89,7 @@ def assemble(
     responses = pl.DataFrame(
         {
             "model": names.gather(l_idx),
-            "query_id": pl.Series(q_ids_of(queries)[qq], dtype=pl.Int64),
+            "query_id": queries["query_id"].gather(qq),
             "correct": (2 * pos_per >= n_per).astype(np.int8),
             "llm_idx": pl.Series(l_idx, dtype=pl.Int32),
             "q_idx": pl.Series(qq, dtype=pl.Int32),
@@ -111,10 +105,6 @@ def assemble(
     )
 
 
-def q_ids_of(queries: pl.DataFrame) -> np.ndarray:
-    return queries["query_id"].to_numpy()
-
-
 def attach_embeddings(
     emb_file: Path,
     queries: pl.DataFrame,
@@ -126,7 +116,8 @@ def attach_embeddings(
         e_ids, arr = read_pth_embeddings(emb_file)
     else:
         edf = read_table(emb_file, ["query_id", "embedding"])
-        e_ids = int_column(edf, "query_id", emb_file).to_numpy()
+        as_str = queries["query_id"].dtype == pl.String
+        e_ids = id_column(edf, "query_id", emb_file, as_str=as_str).to_numpy()
         if len(e_ids) == 0:
             raise DataError(f"{emb_file}: no embeddings (the file has no data rows)")
         check_unique(e_ids, emb_file, "query_id")
@@ -138,7 +129,7 @@ def attach_embeddings(
     resp_has = has[q_idx]
     if not resp_has.all():
         row = int(np.argmin(resp_has))
-        raise DataError(f"{where(row)}: query id {int(qid[row])} has no embedding in {emb_file}")
+        raise DataError(f"{where(row)}: query id {fmt_id(qid[row])} has no embedding in {emb_file}")
     if not has.all():
         # Queries nobody answered and nobody embedded carry no information: drop them.
         log.info("%s: %d queries without embedding or responses dropped", emb_file, (~has).sum())
@@ -150,22 +141,3 @@ def attach_embeddings(
     if n_extra:
         log.info("%s: %d embeddings of unknown query ids ignored", emb_file, n_extra)
     return np.ascontiguousarray(arr[row_of_query]), queries, q_idx
-
-
-def lookup(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Position of each value in ``ids`` (unique, any order) or -1; vectorised, no sort of
-    ``values``: a direct table when the id range is compact, else a hash join."""
-    values = np.asarray(values, dtype=np.int64)
-    if not len(ids):
-        return np.full(len(values), -1, dtype=np.int64)
-    lo, hi = int(ids.min()), int(ids.max())
-    if hi - lo < 8 * len(ids) + 1_000_000:
-        table = np.full(hi - lo + 1, -1, dtype=np.int64)
-        table[ids - lo] = np.arange(len(ids))
-        inside = (values >= lo) & (values <= hi)
-        out = np.full(len(values), -1, dtype=np.int64)
-        out[inside] = table[values[inside] - lo]
-        return out
-    right = pl.DataFrame({"v": ids, "i": np.arange(len(ids), dtype=np.int64)})
-    joined = pl.DataFrame({"v": values}).join(right, on="v", how="left", maintain_order="left")
-    return joined["i"].fill_null(-1).to_numpy()

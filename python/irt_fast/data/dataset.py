@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import DataError, InputError
+from .ids import fmt_id
 
 
 @dataclass(frozen=True, eq=False)
@@ -17,9 +18,10 @@ class Dataset:
     """A correctness matrix in long form, with query texts and (optionally) query embeddings.
 
     Attributes:
-        queries: ``query_id`` (i64), ``text`` (str), ``benchmark`` (str); sorted by ``query_id``,
+        queries: ``query_id`` (polars Int64 for integer ids, String for string ids: see
+            :mod:`irt_fast.data.ids`), ``text`` (str), ``benchmark`` (str); sorted by ``query_id``,
             ids unique. Row ``i`` is query index ``i`` everywhere else.
-        responses: ``model`` (str), ``query_id`` (i64), ``correct`` (i8 0/1), ``llm_idx`` (i32,
+        responses: ``model`` (str), ``query_id`` (as in queries), ``correct`` (i8 0/1), ``llm_idx`` (i32,
             index into ``llm_names``), ``q_idx`` (i32, row in ``queries``); one row per
             (model, query) pair, sorted by (llm_idx, q_idx).
         llm_names: sorted unique model names.
@@ -72,13 +74,29 @@ class Dataset:
     def query_ids(self) -> np.ndarray:
         return self.queries["query_id"].to_numpy()
 
-    def subset(self, query_ids: Iterable[int] | np.ndarray) -> Dataset:
+    @property
+    def has_str_ids(self) -> bool:
+        """True when the query ids are strings (else they are int64)."""
+        return self.queries["query_id"].dtype == pl.String
+
+    def subset(self, query_ids: Iterable[int | str] | np.ndarray) -> Dataset:
         """The dataset restricted to ``query_ids`` (llm_names are kept, so LLM indices agree).
 
         Raises:
             DataError: an id is not a query of this dataset.
         """
-        ids = np.unique(np.asarray(query_ids, dtype=np.int64))
+        if hasattr(query_ids, "to_numpy"):
+            query_ids = query_ids.to_numpy()
+        elif not isinstance(query_ids, np.ndarray):
+            query_ids = list(query_ids)
+        want = object if self.has_str_ids else np.int64
+        try:
+            ids = np.unique(np.asarray(query_ids, dtype=want))
+        except (TypeError, ValueError) as e:
+            kind = "strings" if self.has_str_ids else "integers"
+            raise DataError(f"subset: the dataset's query ids are {kind}: {e}") from None
+        if self.has_str_ids and not all(isinstance(v, str) for v in ids):
+            raise DataError("subset: the dataset's query ids are strings; got non-string ids")
         all_ids = self.query_ids
         pos = np.searchsorted(all_ids, ids)
         pos_c = np.minimum(pos, max(len(all_ids) - 1, 0))
@@ -86,7 +104,7 @@ class Dataset:
         if bad.any():
             raise DataError(
                 f"subset: {int(bad.sum())} query ids are not in the dataset {self.source!r}, "
-                f"e.g. {int(ids[bad][0])}"
+                f"e.g. {fmt_id(ids[bad][0])}"
             )
         old_to_new = np.full(len(all_ids), -1, dtype=np.int32)
         old_to_new[pos] = np.arange(len(pos), dtype=np.int32)

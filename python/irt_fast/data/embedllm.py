@@ -12,12 +12,11 @@ import polars as pl
 from ..errors import DataError
 from .assemble import RowLocator, assemble
 from .dataset import Dataset
+from .ids import fmt_id, id_column, line
 from .tables import (
     DEFAULT_BENCHMARK,
     find_table,
-    int_column,
     label_column,
-    line,
     model_column,
     read_table,
     text_column,
@@ -46,7 +45,7 @@ def load_embedllm(
             if "model_name" in df.columns
             else model_column(df, f, "model_id")
         )
-        qid = int_column(df, "prompt_id", f)
+        qid = id_column(df, "prompt_id", f)
         text = text_column(df, "prompt", f)
         if "category" in df.columns:
             bench = text_column(df, "category", f)
@@ -79,6 +78,10 @@ def load_embedllm(
             )
         )
         del rows
+    if len({fr["query_id"].dtype for fr in frames}) > 1:
+        # string ids in one file, integer ids in another: one dataset has one id type
+        frames = [fr.with_columns(pl.col("query_id").cast(pl.String)) for fr in frames]
+        first_q = [q.with_columns(pl.col("query_id").cast(pl.String)) for q in first_q]
     allr = pl.concat(frames)
     del frames
     queries = (
@@ -100,7 +103,7 @@ def load_embedllm(
         fpath = Path(r["file"])
         raise DataError(
             f"{fpath}: column '{col}', row {r['row']}{line(fpath, r['row'])}: prompt_id "
-            f"{r['query_id']} has a different {col} than its first occurrence"
+            f"{fmt_id(r['query_id'])} has a different {col} than its first occurrence"
         )
     queries = queries.sort("query_id")
     emb_file = find_table(directory, "query_embeddings") if directory and embeddings else None

@@ -10,16 +10,19 @@ import numpy as np
 import polars as pl
 
 from ..errors import DataError
+from .ids import fmt_id, id_column, line
 
 FORMATS = ("parquet", "csv", "jsonl")
 DEFAULT_BENCHMARK = "unknown"
 
 
 def read_queries(file: Path) -> pl.DataFrame:
+    """``query_id`` (Int64, or String when any id is not an integer: see :mod:`.ids`), ``text``,
+    ``benchmark``; sorted by id."""
     df = read_table(file, ["query_id", "text"], optional=["benchmark"])
     if df.height == 0:
         raise DataError(f"{file}: no queries (the file has no data rows)")
-    ids = int_column(df, "query_id", file)
+    ids = id_column(df, "query_id", file)
     check_unique(ids.to_numpy(), file, "query_id")
     text = text_column(df, "text", file)
     if "benchmark" in df.columns:
@@ -81,35 +84,8 @@ def require_columns(file: Path, names: list[str], required: list[str]) -> None:
         )
 
 
-def line(file: Path, row: int) -> str:
-    return f" (line {row + 2})" if file.suffix.lower() == ".csv" else ""
-
-
 def first(mask: pl.Series) -> int:
     return int(mask.arg_true()[0])
-
-
-def int_column(df: pl.DataFrame, col: str, file: Path) -> pl.Series:
-    s = df[col]
-    if s.null_count():
-        row = first(s.is_null())
-        raise DataError(f"{file}: column '{col}', row {row}{line(file, row)}: missing value")
-    if s.dtype.is_integer():
-        return s.cast(pl.Int64).rename("query_id")
-    if s.dtype == pl.String:
-        out = s.str.strip_chars().cast(pl.Int64, strict=False)
-    elif s.dtype.is_float():
-        out = s.cast(pl.Int64, strict=False)
-        whole = pl.Series(s.to_numpy() == out.fill_null(0).to_numpy())
-        out = out.zip_with(whole, pl.Series([None] * len(s), dtype=pl.Int64))
-    else:
-        raise DataError(f"{file}: column '{col}' must hold integer ids, not {s.dtype}")
-    if out.null_count():
-        row = first(out.is_null())
-        raise DataError(
-            f"{file}: column '{col}', row {row}{line(file, row)}: {s[row]!r} is not an integer id"
-        )
-    return out.rename("query_id")
 
 
 def text_column(df: pl.DataFrame, col: str, file: Path) -> pl.Series:
@@ -175,7 +151,7 @@ def check_unique(ids: np.ndarray, file: Path, col: str) -> None:
         row = int(rows.min())
         raise DataError(
             f"{file}: column '{col}', row {row}{line(file, row)}: duplicate query id "
-            f"{int(ids[row])}"
+            f"{fmt_id(ids[row])}"
         )
 
 
