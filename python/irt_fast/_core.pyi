@@ -17,8 +17,31 @@ class Engine:
 
     @staticmethod
     def load(path: str | PathLike[str], threads: int | None = None) -> Engine: ...
+    def with_llms(
+        self,
+        names: list[str],
+        theta: npt.NDArray[np.float32],
+        bias: npt.NDArray[np.float32],
+        llm_info_json: str,
+        answers: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]
+        | None = None,
+    ) -> Engine: ...
     @property
     def llm_names(self) -> list[str]: ...
+    @property
+    def theta(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def llm_bias(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def prior(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None: ...
+    @property
+    def llm_info_json(self) -> str | None: ...
+    @property
+    def answers(
+        self,
+    ) -> (
+        tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]] | None
+    ): ...
     @property
     def embed_dim(self) -> int: ...
     @property

@@ -8,6 +8,7 @@
 //! buffer is reserved fallibly, so a result too large for memory is `Error::Memory`, not an abort.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -16,7 +17,7 @@ use crate::model::{Model, Scratch};
 use crate::pool::Pool;
 use crate::route::choose;
 pub use crate::route::{RouteSpec, Rule};
-use crate::weights::Weights;
+use crate::weights::{Answers, Weights};
 
 /// Below `threads × MIN_ROWS_PER_THREAD` rows, split columns instead of rows. Measured on the
 /// reference model with 2 threads: column split is faster up to ~256 rows, row split from ~512.
@@ -27,7 +28,8 @@ const ACCURACY_WINDOW_VALUES: usize = 1 << 22;
 /// A loaded model and the thread pool it runs on.
 pub struct Engine {
     pub model: Model,
-    pool: Pool,
+    /// Shared by the engines `with_llms` derives from this one.
+    pool: Arc<Pool>,
     threads: usize,
 }
 
@@ -56,8 +58,27 @@ impl Engine {
         };
         Ok(Engine {
             model,
-            pool: Pool::new(threads)?,
+            pool: Arc::new(Pool::new(threads)?),
             threads,
+        })
+    }
+
+    /// A new engine with another pool of LLMs (see `Model::with_llms`), sharing this one's item
+    /// network and threads. `self` is unchanged.
+    pub fn with_llms(
+        &self,
+        names: Vec<String>,
+        theta: Vec<f32>,
+        bias: Vec<f32>,
+        llm_info_json: &str,
+        answers: Option<Answers>,
+    ) -> Result<Engine> {
+        Ok(Engine {
+            model: self
+                .model
+                .with_llms(names, theta, bias, llm_info_json, answers)?,
+            pool: Arc::clone(&self.pool),
+            threads: self.threads,
         })
     }
 

@@ -279,8 +279,15 @@ fn wrong_shape_names_the_tensor_and_both_shapes() {
 fn version_and_metadata_errors() {
     let t = tensors(&CFG);
     let cj = config_json(&CFG);
-    let msg = format_err(&file(&t, &[("format_version", "2")], &cj));
-    assert!(msg.contains("\"2\"") && msg.contains("\"1\""), "{msg}");
+    let msg = format_err(&file(&t, &[("format_version", "3")], &cj));
+    assert!(
+        msg.contains("\"3\"") && msg.contains("\"1\" and \"2\""),
+        "{msg}"
+    );
+    for training in ["", "{", "[1]", &"[".repeat(2000)] {
+        let msg = format_err(&file(&t, &[("training", training)], &cj));
+        assert!(msg.contains("training"), "{msg}");
+    }
     format_err(&file(&t, &[("format", "gguf")], &cj));
     format_err(&file(&t, &[("llm_names", r#"["a","a","c"]"#)], &cj));
     format_err(&file(
@@ -321,4 +328,242 @@ fn missing_file_is_not_found() {
         None,
     );
     assert!(matches!(r, Err(Error::NotFound(_))));
+}
+
+/// A v2 file: `good()` plus the given extra metadata and tensors.
+fn v2(meta: &[(&str, &str)], extra: &[(&'static str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+    let mut t = tensors(&CFG);
+    t.extend(extra.iter().cloned());
+    let mut m = vec![("format_version", "2")];
+    m.extend_from_slice(meta);
+    file(&t, &m, &config_json(&CFG))
+}
+
+const INFO: &str = r#"[{"name":"a","origin":"trained","n_answers":null},
+    {"name":"b","origin":"trained","n_answers":10},{"name":"c","origin":"added","n_answers":2}]"#;
+
+fn prior_tensors(p: usize) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
+    let mut cov = vec![0.0; p * p];
+    (0..p).for_each(|i| cov[i * p + i] = 2.0);
+    vec![
+        ("prior.mean", vec![p], vec![0.5; p]),
+        ("prior.cov", vec![p, p], cov),
+    ]
+}
+
+fn answer_tensors(k: usize, correct: f32) -> Vec<(&'static str, Vec<usize>, Vec<f32>)> {
+    vec![
+        ("answers.alpha", vec![k, CFG.d], rand(k * CFG.d, 3)),
+        ("answers.beta", vec![k], vec![0.1; k]),
+        ("answers.correct", vec![k], vec![correct; k]),
+    ]
+}
+
+#[test]
+fn v2_files_load_with_llm_info_prior_and_answers() {
+    let p = CFG.d + 1;
+    let mut extra = prior_tensors(p);
+    extra.extend(answer_tensors(2, 1.0));
+    let w = Weights::from_bytes(&v2(&[("llm_info", INFO)], &extra), "v2").unwrap();
+    let info = w.llm_info.as_ref().unwrap();
+    assert_eq!(info[2].origin, irt_fast::weights::Origin::Added);
+    assert_eq!(info[1].n_answers, Some(10));
+    assert_eq!(w.prior.as_ref().unwrap().mean, vec![0.5; p]);
+    assert_eq!(w.answers.as_ref().unwrap().correct, vec![1.0; 2]);
+    // v2 without any of the optional entries, and v1 with them, load too
+    let bare = Weights::from_bytes(&v2(&[], &[]), "v2").unwrap();
+    assert!(bare.llm_info.is_none() && bare.prior.is_none() && bare.answers.is_none());
+    let mut t = tensors(&CFG);
+    t.extend(prior_tensors(p));
+    assert!(Weights::from_bytes(&file(&t, &[], &config_json(&CFG)), "v1").is_ok());
+}
+
+#[test]
+fn v2_inconsistencies_are_format_errors_naming_the_entry() {
+    let p = CFG.d + 1;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (v2(&[("llm_info", "[1,2,3]")], &[]), "llm_info"),
+        (
+            v2(&[("llm_info", &INFO.replace("\"c\"", "\"z\""))], &[]),
+            "llm_names",
+        ),
+        (
+            v2(&[("llm_info", &INFO.replace("added", "guessed"))], &[]),
+            "origin",
+        ),
+        (
+            v2(
+                &[(
+                    "llm_info",
+                    &INFO.replace("\"n_answers\":2", "\"n_answers\":null"),
+                )],
+                &[],
+            ),
+            "n_answers",
+        ),
+        (
+            v2(&[("llm_info", &INFO.replace("10", "-1"))], &[]),
+            "n_answers",
+        ),
+        (v2(&[], &prior_tensors(p)[..1]), "prior"),
+        (v2(&[], &prior_tensors(p - 1)), "prior.mean"),
+        (
+            v2(&[("llm_info", INFO)], &answer_tensors(3, 1.0)),
+            "answers.alpha",
+        ),
+        (
+            v2(&[("llm_info", INFO)], &answer_tensors(2, 0.5)),
+            "answers.correct",
+        ),
+        (v2(&[], &answer_tensors(2, 1.0)), "llm_info"),
+        (
+            v2(&[("llm_info", INFO)], &answer_tensors(2, 1.0)[..2]),
+            "answers",
+        ),
+    ];
+    for (bytes, needle) in cases {
+        let msg = format_err(&bytes);
+        assert!(msg.contains(needle), "{needle}: {msg}");
+    }
+    // a covariance that is not positive definite
+    let mut bad = prior_tensors(p);
+    bad[1].2[0] = -1.0;
+    assert!(format_err(&v2(&[], &bad)).contains("positive definite"));
+}
+
+#[test]
+fn with_llms_shares_the_item_network_and_validates() {
+    let e = Engine::new(
+        Model::new(Weights::from_bytes(&good(), "m").unwrap()),
+        Some(2),
+    )
+    .unwrap();
+    let x = rand(5 * CFG.dm, 8);
+    let p = e.predict_proba(&x, 5).unwrap();
+    let (d, th) = (CFG.d, e.model.theta().to_vec());
+    // keep LLMs c and a, in that order, and add "new" with a's θ and b + 0
+    let mut theta = th[2 * d..3 * d].to_vec();
+    theta.extend_from_slice(&th[..d]);
+    theta.extend_from_slice(&th[..d]);
+    let lb = e.model.llm_bias();
+    let bias = vec![lb[2], lb[0], lb[0]];
+    let info = r#"[{"name":"c","origin":"trained","n_answers":null},
+        {"name":"a","origin":"trained","n_answers":null},{"name":"new","origin":"added","n_answers":1}]"#;
+    let names = vec!["c".to_string(), "a".to_string(), "new".to_string()];
+    let e2 = e
+        .with_llms(names.clone(), theta.clone(), bias.clone(), info, None)
+        .unwrap();
+    assert_eq!(e2.model.config.n_llms, 3);
+    assert!(e2.model.config_json.contains("\"n_llms\":3"));
+    let p2 = e2.predict_proba(&x, 5).unwrap();
+    for i in 0..5 {
+        assert_eq!(p2[i * 3], p[i * 3 + 2]);
+        assert_eq!(p2[i * 3 + 1], p[i * 3]);
+        assert_eq!(p2[i * 3 + 2], p[i * 3]);
+    }
+    assert_eq!(e.model.llm_names, ["a", "b", "c"]); // the original is unchanged
+    let input_err = |r: Result<Engine, Error>, needle: &str| match r {
+        Err(Error::Input(m)) => assert!(m.contains(needle), "{needle}: {m}"),
+        Err(other) => panic!("{needle}: expected an input error, got {other}"),
+        Ok(_) => panic!("{needle}: accepted"),
+    };
+    let dup = vec!["c".to_string(), "c".to_string(), "new".to_string()];
+    input_err(
+        e.with_llms(dup, theta.clone(), bias.clone(), info, None),
+        "twice",
+    );
+    input_err(
+        e.with_llms(names.clone(), theta[1..].to_vec(), bias.clone(), info, None),
+        "theta",
+    );
+    let mut nan = theta.clone();
+    nan[d + 1] = f32::NAN;
+    input_err(
+        e.with_llms(names.clone(), nan, bias.clone(), info, None),
+        "LLM 1",
+    );
+    input_err(
+        e.with_llms(names.clone(), theta.clone(), bias[1..].to_vec(), info, None),
+        "bias",
+    );
+    input_err(
+        e.with_llms(names.clone(), theta.clone(), bias.clone(), "[]", None),
+        "llm_info",
+    );
+    let answers = irt_fast::weights::Answers {
+        alpha: vec![0.0; 2 * d],
+        beta: vec![0.0; 2],
+        correct: vec![1.0; 2],
+    };
+    input_err(
+        e.with_llms(
+            names.clone(),
+            theta.clone(),
+            bias.clone(),
+            info,
+            Some(answers),
+        ),
+        "answers",
+    );
+    input_err(
+        e.with_llms(vec![], vec![], vec![], "[]", None),
+        "at least one",
+    );
+}
+
+#[test]
+fn non_regular_files_and_lying_headers_are_refused_without_reading() {
+    let r = Engine::load(std::path::Path::new("/dev/zero"), None);
+    assert!(matches!(r, Err(Error::Io { .. })), "{:?}", r.err());
+    let dir = std::env::temp_dir().join(format!("irt_fast_hdr_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    let mut bytes = good();
+    bytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let msg = match Engine::load(&path, None) {
+        Err(e @ Error::Format { .. }) => e.to_string(),
+        other => panic!("expected a format error, got {:?}", other.err()),
+    };
+    assert!(msg.contains("header claims"), "{msg}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn huge_weights_are_refused_and_overflowing_inputs_name_the_rows() {
+    let mut t = tensors(&CFG);
+    tensor(&mut t, "experts.w1").2[7] = 1.7e38; // one flipped exponent bit
+    assert!(format_err(&file(&t, &[], &config_json(&CFG))).contains("experts.w1"));
+    let e = Engine::new(
+        Model::new(Weights::from_bytes(&good(), "m").unwrap()),
+        Some(1),
+    )
+    .unwrap();
+    let mut x = rand(4 * CFG.dm, 2);
+    x[2 * CFG.dm..3 * CFG.dm].fill(3e38);
+    let row_2 = |r: Result<(), Error>| match r {
+        Err(Error::Input(m)) => assert!(m.contains("[2]"), "{m}"),
+        other => panic!("expected an input error naming row 2, got {other:?}"),
+    };
+    row_2(e.predict_proba(&x, 4).map(|_| ()));
+    row_2(e.item_params(&x, 4).map(|_| ()));
+    let spec = RouteSpec {
+        candidates: vec![0, 1, 2],
+        cost: None,
+        rule: Rule::Best,
+    };
+    row_2(e.route(&x, 4, &spec).map(|_| ()));
+    row_2(e.predict_accuracy(&x, 4, None).map(|_| ()));
+}
+
+#[test]
+fn predict_accuracy_with_more_groups_than_memory_is_a_memory_error() {
+    let e = Engine::new(
+        Model::new(Weights::from_bytes(&good(), "m").unwrap()),
+        Some(1),
+    )
+    .unwrap();
+    let x = rand(2 * CFG.dm, 2);
+    let r = e.predict_accuracy(&x, 2, Some((&[0, 1], usize::MAX / 2)));
+    assert!(matches!(r, Err(Error::Memory(_))), "{:?}", r.err());
 }

@@ -1,5 +1,5 @@
 //! The model: an item network (query → α, β; shared between engines, see `items`) and the
-//! pool of LLMs (θ, b, names), which together give P(correct) for every (query, LLM).
+//! pool of LLMs (θ, b, names; `llms`), which together give P(correct) for every (query, LLM).
 //!
 //! Rooms: `items` dispatches over the methods; `irtnet` (+ `irtnet_dense`, `irtnet_sparse`),
 //! `mf` and `jeirt` are the methods' passes; `Scratch` is the per-chunk working memory they share.
@@ -9,12 +9,13 @@ mod irtnet_dense;
 mod irtnet_sparse;
 mod items;
 mod jeirt;
+mod llms;
 mod mf;
 
 use std::sync::Arc;
 
 use crate::linalg::{matmul, Layout, Mat, W};
-use crate::weights::{Config, Embedder, Weights};
+use crate::weights::{Answers, Config, Embedder, LlmInfo, Prior, Weights};
 use items::ItemNet;
 
 /// Largest number of rows per chunk of a batch: bounds working memory (reference model:
@@ -30,8 +31,15 @@ pub struct Model {
     /// The file's `config` metadata as stored (unknown keys included).
     pub config_json: String,
     pub embedder: Embedder,
-    /// The file's optional `training` metadata.
+    /// The file's optional `training` metadata (validated: a JSON object).
     pub training_json: Option<String>,
+    /// Format v2 `llm_info` (None: every LLM trained), as JSON text and parsed.
+    pub llm_info_json: Option<String>,
+    pub llm_info: Option<Vec<LlmInfo>>,
+    /// Population prior over (θ, b) of the trained LLMs, when the file records it.
+    pub prior: Option<Arc<Prior>>,
+    /// The added LLMs' recorded answers, when known.
+    pub answers: Option<Arc<Answers>>,
     items: Arc<ItemNet>,
     /// `[n_llms, d]`.
     theta: Vec<f32>,
@@ -68,6 +76,10 @@ impl Model {
             config_json: std::mem::take(&mut w.config_json),
             embedder: w.embedder.clone(),
             training_json: w.training_json.take(),
+            llm_info_json: w.llm_info_json.take(),
+            llm_info: w.llm_info.take(),
+            prior: w.prior.take().map(Arc::new),
+            answers: w.answers.take().map(Arc::new),
             config: cfg,
             items: Arc::new(items),
         }

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 
 use crate::error::Error;
 use crate::infer::{Engine, RouteSpec, Rule};
-use crate::weights::Method;
+use crate::weights::{Answers, Method};
 
 /// A model loaded from a weights file, held in Rust. Arrays must be C-contiguous float32
 /// (the `irt_fast.Model` wrapper converts); they are read without the GIL, so do not modify
@@ -17,9 +17,6 @@ use crate::weights::Method;
 #[pyclass(name = "Engine", module = "irt_fast._core", frozen)]
 pub struct PyEngine {
     inner: Engine,
-    config_json: String,
-    embedder: (String, usize, bool),
-    training_json: Option<String>,
 }
 
 fn rows<'a>(x: &'a PyReadonlyArray2<'_, f32>) -> Result<(&'a [f32], usize), Error> {
@@ -28,6 +25,28 @@ fn rows<'a>(x: &'a PyReadonlyArray2<'_, f32>) -> Result<(&'a [f32], usize), Erro
         .as_slice()
         .map_err(|_| Error::Input("x must be a C-contiguous float32 array".into()))?;
     Ok((s, b))
+}
+
+/// A float32 matrix `[rows, cols]` copied out of any array-like (an `InputError` otherwise).
+fn matrix(a: &Bound<'_, PyAny>, what: &str, cols: usize) -> Result<Vec<f32>, Error> {
+    let arr: PyReadonlyArray2<'_, f32> = a
+        .extract()
+        .map_err(|_| Error::Input(format!("{what} must be a float32 array [n, {cols}]")))?;
+    if arr.shape()[1] != cols {
+        return Err(Error::Input(format!(
+            "{what} has {} columns, expected {cols}",
+            arr.shape()[1]
+        )));
+    }
+    Ok(arr.as_array().iter().copied().collect())
+}
+
+/// A float32 vector copied out of any array-like (an `InputError` otherwise).
+fn vector(a: &Bound<'_, PyAny>, what: &str) -> Result<Vec<f32>, Error> {
+    let arr: PyReadonlyArray1<'_, f32> = a
+        .extract()
+        .map_err(|_| Error::Input(format!("{what} must be a 1-D float32 array")))?;
+    Ok(arr.as_array().iter().copied().collect())
 }
 
 fn check_cols(e: &Engine, x: &PyReadonlyArray2<'_, f32>) -> Result<(), Error> {
@@ -43,7 +62,7 @@ fn check_cols(e: &Engine, x: &PyReadonlyArray2<'_, f32>) -> Result<(), Error> {
 
 #[pymethods]
 impl PyEngine {
-    /// Loads and validates a weights file (format v1).
+    /// Loads and validates a weights file (format v1 or v2).
     ///
     /// Args:
     ///     path: the .safetensors file written by `training.export.save_model`.
@@ -59,7 +78,7 @@ impl PyEngine {
     #[pyo3(signature = (path, threads=None))]
     fn load(py: Python<'_>, path: PathBuf, threads: Option<usize>) -> PyResult<Self> {
         let inner = py.detach(|| Engine::load(&path, threads))?;
-        Ok(PyEngine::from_engine(inner))
+        Ok(PyEngine { inner })
     }
 
     /// LLM names, in θ row order.
@@ -89,19 +108,21 @@ impl PyEngine {
     /// The file's `config` metadata (JSON text, unknown keys included).
     #[getter]
     fn config_json(&self) -> &str {
-        &self.config_json
+        &self.inner.model.config_json
     }
 
-    /// The file's optional `training` metadata (JSON text) or None.
+    /// The file's optional `training` metadata (JSON text, validated to be a JSON object)
+    /// or None.
     #[getter]
     fn training_json(&self) -> Option<&str> {
-        self.training_json.as_deref()
+        self.inner.model.training_json.as_deref()
     }
 
     /// The embedder the model expects: (name, dim, normalize).
     #[getter]
     fn embedder(&self) -> (String, usize, bool) {
-        self.embedder.clone()
+        let e = &self.inner.model.embedder;
+        (e.name.clone(), e.dim, e.normalize)
     }
 
     /// Worker threads of this engine.
@@ -240,6 +261,111 @@ impl PyEngine {
         Ok((s, PyArray1::from_vec(py, c)))
     }
 
+    /// A new engine with another pool of LLMs, sharing this one's item network (no copy) and
+    /// threads; this engine is unchanged.
+    ///
+    /// Args:
+    ///     names: LLM names, unique, in θ row order.
+    ///     theta: float32 [n, d].
+    ///     bias: float32 [n] (zeros when the model has no per-LLM bias).
+    ///     llm_info_json: format v2 `llm_info` for these LLMs (JSON list).
+    ///     answers: (alpha float32 [K, d], beta float32 [K], correct float32 [K]) of the added
+    ///         LLMs, K = their n_answers summed; or None.
+    ///
+    /// Raises:
+    ///     irt_fast.errors.InputError: any shape, value, name or llm_info inconsistency.
+    #[pyo3(signature = (names, theta, bias, llm_info_json, answers=None))]
+    fn with_llms(
+        &self,
+        py: Python<'_>,
+        names: Vec<String>,
+        theta: &Bound<'_, PyAny>,
+        bias: &Bound<'_, PyAny>,
+        llm_info_json: &str,
+        answers: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let theta = matrix(theta, "theta", self.inner.model.config.d)?;
+        let bias = vector(bias, "bias")?;
+        let answers = match answers {
+            None => None,
+            Some(a) => {
+                let (al, be, co): (Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>) =
+                    a.extract().map_err(|_| {
+                        Error::Input("answers must be a tuple (alpha, beta, correct)".into())
+                    })?;
+                Some(Answers {
+                    alpha: matrix(&al, "answers alpha", self.inner.model.config.d)?,
+                    beta: vector(&be, "answers beta")?,
+                    correct: vector(&co, "answers correct")?,
+                })
+            }
+        };
+        let inner = py.detach(|| {
+            self.inner
+                .with_llms(names, theta, bias, llm_info_json, answers)
+        })?;
+        Ok(PyEngine { inner })
+    }
+
+    /// Abilities θ, float32 [n_llms, d] (a copy).
+    #[getter]
+    fn theta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let m = &self.inner.model;
+        PyArray1::from_slice(py, m.theta()).reshape([m.config.n_llms, m.config.d])
+    }
+
+    /// Per-LLM offsets b, float32 [n_llms] (zeros when the model has none).
+    #[getter]
+    fn llm_bias<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        PyArray1::from_slice(py, self.inner.model.llm_bias())
+    }
+
+    /// The file's population prior (mean float32 [p], cov float32 [p, p]) or None (v1 file).
+    #[getter]
+    #[allow(clippy::type_complexity)]
+    fn prior<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Bound<'py, PyArray1<f32>>, Bound<'py, PyArray2<f32>>)>> {
+        let Some(p) = &self.inner.model.prior else {
+            return Ok(None);
+        };
+        let n = p.mean.len();
+        let cov = PyArray1::from_slice(py, &p.cov).reshape([n, n])?;
+        Ok(Some((PyArray1::from_slice(py, &p.mean), cov)))
+    }
+
+    /// Format v2 `llm_info` (JSON text) or None (v1 file: every LLM trained).
+    #[getter]
+    fn llm_info_json(&self) -> Option<&str> {
+        self.inner.model.llm_info_json.as_deref()
+    }
+
+    /// The added LLMs' answers (alpha float32 [K, d], beta [K], correct [K]) or None.
+    #[getter]
+    #[allow(clippy::type_complexity)]
+    fn answers<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<
+        Option<(
+            Bound<'py, PyArray2<f32>>,
+            Bound<'py, PyArray1<f32>>,
+            Bound<'py, PyArray1<f32>>,
+        )>,
+    > {
+        let Some(a) = &self.inner.model.answers else {
+            return Ok(None);
+        };
+        let k = a.beta.len();
+        let alpha = PyArray1::from_slice(py, &a.alpha).reshape([k, self.inner.model.config.d])?;
+        Ok(Some((
+            alpha,
+            PyArray1::from_slice(py, &a.beta),
+            PyArray1::from_slice(py, &a.correct),
+        )))
+    }
+
     fn __repr__(&self) -> String {
         let c = &self.inner.model.config;
         let extra = match c.method {
@@ -259,21 +385,5 @@ impl PyEngine {
             c.n_llms,
             self.inner.threads()
         )
-    }
-}
-
-impl PyEngine {
-    fn from_engine(inner: Engine) -> Self {
-        let m = &inner.model;
-        PyEngine {
-            config_json: m.config_json.clone(),
-            embedder: (
-                m.embedder.name.clone(),
-                m.embedder.dim,
-                m.embedder.normalize,
-            ),
-            training_json: m.training_json.clone(),
-            inner,
-        }
     }
 }
