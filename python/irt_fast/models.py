@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .embedders.base import MARKER
 from .embedders.build import (
     MAX_SEQ_LENGTH,
     MPNET_PARTS,
@@ -99,7 +100,7 @@ def load_embedder(name_or_path: str | os.PathLike[str]) -> Any:
     if kind is None:
         raise EmbedderError(
             f"{path} is not an embedder directory (expected a model2vec folder, an ONNX embedder "
-            "folder with irt_fast_embedder.json, or a sentence-transformers folder)"
+            f"folder with {MARKER}, or a sentence-transformers folder)"
         )
     return load(Spec(str(path), str(path), kind, True))
 

@@ -10,7 +10,9 @@ works with :func:`irt_fast.embed.embed_texts` too.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,6 +21,16 @@ from ..errors import EmbedderError, InputError
 
 # Marks a directory built by irt_fast (ONNX or static embedder): {"kind", "name", "dim", ...}.
 MARKER = "irt_fast_embedder.json"
+
+
+def marker_kind(directory: Path) -> str | None:
+    """The ``kind`` recorded in a directory's marker file; None when absent or unreadable."""
+    try:
+        meta = json.loads((directory / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 class Encoder(Protocol):

@@ -25,19 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EmbedderError
-from .base import MARKER, check_texts
+from .base import MARKER, check_texts, marker_kind
 
 KIND = "onnx"
 
 
 def is_onnx_dir(path: str | os.PathLike[str]) -> bool:
     p = Path(path)
-    if not (p / MARKER).is_file() or not (p / "model.onnx").is_file():
-        return False
-    try:
-        return json.loads((p / MARKER).read_text()).get("kind") == KIND
-    except (OSError, ValueError):
-        return False
+    return (p / "model.onnx").is_file() and marker_kind(p) == KIND
 
 
 class OnnxEmbedder:

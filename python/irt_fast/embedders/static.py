@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EmbedderError
-from .base import MARKER, check_texts
+from .base import MARKER, check_texts, marker_kind
 
 try:  # optional: makes the segmented mean ~20x faster (numpy fallback otherwise)
     import scipy.sparse as _sparse
@@ -40,10 +40,7 @@ def is_static_dir(path: str | os.PathLike[str]) -> bool:
     if not all((p / f).is_file() for f in ("model.safetensors", "tokenizer.json", "config.json")):
         return False
     if (p / MARKER).is_file():
-        try:
-            return json.loads((p / MARKER).read_text()).get("kind") == KIND
-        except (OSError, ValueError):
-            return False
+        return marker_kind(p) == KIND
     return "embeddings" in _safetensors_names(p / "model.safetensors")  # a plain model2vec folder
 
 
