@@ -18,7 +18,8 @@ from training.metrics import MISSING, correctness_metrics, matrix_correctness_me
 K_GRID = (5, 10, 20, 50, 100)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32; zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
     n = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(n, 1e-12)
@@ -44,8 +45,8 @@ def knn_predict(
     """P ``[n_query, n_llms]`` for each k in ``ks``. The candidate pool per query is the
     ``pool_factor · max(ks)`` most similar training questions; within it each LLM uses its
     ``k`` nearest answered ones."""
-    Xtr = _unit(train_emb)
-    Xq = _unit(query_emb)
+    Xtr = unit_rows(train_emb)
+    Xq = unit_rows(query_emb)
     n_train, m = Y_train.shape
     prior = prior_rates(Y_train)
     pool = int(min(n_train, pool_factor * max(ks)))

@@ -150,7 +150,6 @@ def main(argv: list[str] | None = None) -> int:
         if m not in NEURAL:
             raise SystemExit(f"unknown method {m!r}; choose from {NEURAL}")
     out: Path = args.out
-    (out / "models").mkdir(parents=True, exist_ok=True)
 
     import torch
     from tqdm.auto import tqdm
@@ -166,8 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     ds = irt_data.load_dataset(args.data)
     costs = irt_data.load_costs(args.costs, ds.llm_names) if args.costs else None
     split = choose_split(args, ds)
-    splits.write_split_file(split, out / "split.csv")
     mats = matrices(ds, split)
+    # every input is read and checked above: only now is --out touched
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    splits.write_split_file(split, out / "split.csv")
     seeds = [args.seed + i for i in range(args.seeds)]
     curve_seeds = [args.seed + i for i in range(args.curve_seeds)]
     curve_sizes = [] if args.skip_curve else [s for s in args.curve_sizes.split(",") if s]

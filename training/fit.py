@@ -27,6 +27,7 @@ import torch
 from irt_fast.embed import DEFAULT_EMBEDDER
 from irt_fast.errors import InputError
 from irt_fast.splits import write_split_file
+from training.baselines import unit_rows
 from training.export import atomic_write, save_model
 from training.loop import TrainOptions, evaluate, fit_model, prior_metrics, resolve_device
 from training.metrics import pearson
@@ -51,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src.add_argument("--train-size", type=int, help="subsample the training queries to N")
     src.add_argument("--holdout-benchmark", help="leave this benchmark out as the test set")
-    src.add_argument("--embedder", default=None, help="sentence-transformers name or local path")
+    src.add_argument(
+        "--embedder",
+        default=None,
+        help="embed the query texts with this embedder (built id, hub name or local path); data "
+        "that ships embeddings is re-embedded unless this embedder reproduces them",
+    )
     m = p.add_argument_group("model")
     m.add_argument("--method", default="irtnet", choices=list(TRAIN_METHODS))
     m.add_argument("--d", type=int, default=None, help="ability dimension (paper: 232)")
@@ -119,11 +125,6 @@ SAME_VECTORS_SAMPLE = 32  # texts re-embedded to test whether shipped vectors ar
 SAME_VECTORS_COSINE = 0.999  # fp32 ONNX vs torch differ by ~1e-6; another embedder by far more
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def shipped_are_from(ds: Any, name: str) -> bool:
     """Whether ``ds``'s shipped embeddings are ``name``'s: a seeded sample of its texts is
     embedded with ``name`` and must match row by row (cosine ≥ SAME_VECTORS_COSINE)."""
@@ -136,7 +137,7 @@ def shipped_are_from(ds: Any, name: str) -> bool:
     shipped = np.asarray(ds.embeddings)[rows]
     if fresh.shape != shipped.shape:
         return False
-    return bool(np.all((_unit(fresh) * _unit(shipped)).sum(1) >= SAME_VECTORS_COSINE))
+    return bool(np.all((unit_rows(fresh) * unit_rows(shipped)).sum(1) >= SAME_VECTORS_COSINE))
 
 
 def embed_with(ds: Any, name: str) -> tuple[Any, dict[str, Any]]:
@@ -189,7 +190,7 @@ def make_split(args: argparse.Namespace, ds: Any) -> dict[str, np.ndarray]:
     from irt_fast import splits
 
     if args.split is not None:
-        split = splits.read_split_file(args.split)
+        split = splits.read_split_file(args.split, ds)
     elif args.holdout_benchmark:
         split = splits.leave_one_benchmark_out(ds, args.holdout_benchmark, seed=args.split_seed)
     else:

@@ -91,7 +91,7 @@ def embedding_dataset(data: Path, emb_id: str, root: Path, *, force: bool = Fals
     tmp.mkdir(parents=True)
     df = pl.DataFrame(
         {
-            "query_id": queries["query_id"].cast(pl.Int64),
+            "query_id": queries["query_id"],  # as given: int or string ids
             "embedding": pl.Series("embedding", v, dtype=pl.Array(pl.Float32, v.shape[1])),
         }
     )
@@ -252,7 +252,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     emb_root.mkdir(parents=True, exist_ok=True)
     queries = pl.read_parquet(data / "queries.parquet")
     split = fixed_split(queries["query_id"].to_numpy(), seed=0)
-    test_ids = set(int(q) for q in split["test"])
+    test_ids = set(split["test"].tolist())
     test_texts = [
         t
         for q, t in zip(queries["query_id"].to_list(), queries["text"].to_list(), strict=True)
