@@ -28,10 +28,11 @@ from irt_fast.embed import DEFAULT_EMBEDDER
 from irt_fast.errors import InputError
 from irt_fast.splits import write_split_file
 from training.baselines import unit_rows
+from training.configs import ModelConfig
 from training.export import atomic_write, save_model
 from training.loop import TrainOptions, evaluate, fit_model, prior_metrics, resolve_device
 from training.metrics import pearson
-from training.model import IrtModel, IrtNetConfig
+from training.model import IrtModel
 from training.pairs import matrices
 from training.presets import TRAIN_METHODS
 from training.presets import model_config as preset_config
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def model_config(args: argparse.Namespace, embed_dim: int, n_llms: int) -> IrtNetConfig:
+def model_config(args: argparse.Namespace, embed_dim: int, n_llms: int) -> ModelConfig:
     return preset_config(
         args.method,
         "small" if args.demo else "paper",
@@ -236,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     check_out(out, RUN_FILES)  # read-only: refuse early, before any work
     run = prepare(args)
     with staged_run(out, RUN_FILES) as tmp:
+        print(f"writing the run into {tmp} (it becomes {out} when done)", file=sys.stderr)
         metrics = train_and_write(args, run, tmp, out)
     print(summary_text(metrics), flush=True)
     print(f"wrote {out / 'model.safetensors'}, metrics.json, split.csv, log.jsonl", flush=True)

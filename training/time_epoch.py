@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from training.loop import TrainOptions, fit_model
-from training.model import IrtNetConfig
 from training.pairs import matrices
+from training.presets import model_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ds = load_dataset(args.data)
     split = fixed_split(ds.queries["query_id"].to_numpy(), seed=0)
     train = matrices(ds, split)["train"]
-    cfg = IrtNetConfig(embed_dim=ds.embeddings.shape[1], n_llms=ds.n_llms)
+    cfg = model_config("irtnet", "paper", embed_dim=ds.embeddings.shape[1], n_llms=ds.n_llms)
     base = TrainOptions(epochs=1, progress=False, device="cpu", patience=99)
 
     t0 = time.perf_counter()
