@@ -18,24 +18,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from irt_fast.data.ids import line
+from irt_fast.data.tables import (
+    embedding_matrix,
+    find_table,
+    label_column,
+    read_table,
+    text_column,
+)
 from irt_fast.errors import DataError
-
-try:
-    from irt_fast.data.tables import (
-        embedding_matrix,
-        find_table,
-        label_column,
-        line,
-        read_table,
-        text_column,
-    )
-except ImportError:  # irt_fast.data before it became a package (drop once that has landed)
-    from irt_fast.data import _embedding_matrix as embedding_matrix  # type: ignore[attr-defined]
-    from irt_fast.data import _find_table as find_table  # type: ignore[attr-defined]
-    from irt_fast.data import _label_column as label_column  # type: ignore[attr-defined]
-    from irt_fast.data import _line as line  # type: ignore[attr-defined]
-    from irt_fast.data import _read_table as read_table  # type: ignore[attr-defined]
-    from irt_fast.data import _text_column as text_column  # type: ignore[attr-defined]
 
 _INT = re.compile(r"[+-]?\d+")
 
