@@ -207,3 +207,25 @@ def test_predicted_accuracy_sd_matches_sampling() -> None:
     p = 1 / (1 + np.exp(-(draws[:, :d] @ a.T - b + draws[:, d:])))
     assert sd == pytest.approx(p.mean(1).std(), rel=0.1)
     assert acc == pytest.approx(float(p.mean()), abs=0.02)
+
+
+def test_text_column_embedded_with_the_given_embedder(tmp_path: Path, minilm_dir: Path, capsys):
+    from irt_fast.embed import embed_texts
+
+    cfg = config(n_llms=4, embed_dim=384)
+    path = write(tmp_path / "m.safetensors", cfg, random_tensors(cfg, 1))
+    texts = [f"What is {i} plus {i + 1}?" for i in range(12)]
+    c = np.array([1, 0] * 6)
+    f = tmp_path / "a.csv"
+    pl.DataFrame({"query_id": np.arange(12), "correct": c, "text": texts}).write_csv(f)
+    out = tmp_path / "o.safetensors"
+    args = ["add-llm", "--model", path, "--answers", f, "--out", out, "--name", "t"]
+    # the file's embedder name is not a built embedder: refused, with the way out named
+    assert run(*args) == 2 and "embedder" in capsys.readouterr().err and not out.exists()
+    assert run(*args, "--embedder", minilm_dir) == 0
+    assert "embedding 12 question texts" in capsys.readouterr().err
+    x = embed_texts(texts, str(minilm_dir), normalize=True, progress=False)
+    want = irt_fast.load(path).add_llm("t", x, c)
+    np.testing.assert_allclose(
+        irt_fast.load(out).predict_proba(x), want.predict_proba(x), atol=1e-5
+    )
