@@ -33,7 +33,7 @@ from irt_fast.onboard.probe import Probe
 
 KS = (5, 10, 20, 50, 100, 200)
 STRATEGIES = ("random", "stratified", "adaptive", "variance")
-REAL_STRATEGIES = ("random", "stratified", "adaptive")
+REAL_STRATEGIES = STRATEGIES
 
 
 @dataclass
@@ -333,42 +333,6 @@ def real_cases(
     return cases, info
 
 
-# --------------------------------------------------------------------------- synthetic
-def synthetic_cases(
-    n_llms: int, n_onboard: int, seed: int, d: int = 8, n_queries: int = 3000
-) -> list[Case]:
-    """Known truth: α, β, θ of ``irt_fast.synthetic``; the prior from the other LLMs' true θ
-    (no offsets); pool/target = a random half of the questions each."""
-    from irt_fast.synthetic import make_synthetic
-
-    ds, truth = make_synthetic(n_llms=n_llms, n_queries=n_queries, d=d, seed=seed)
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n_queries)
-    pool, tgt = np.sort(perm[: n_queries // 2]), np.sort(perm[n_queries // 2 :])
-    new = rng.choice(n_llms, size=min(n_onboard, n_llms // 2), replace=False)
-    prior = Prior.from_population(np.delete(truth.theta, new, axis=0), None)
-    groups = np.asarray(truth.benchmark_names)[truth.query_benchmark]
-    out = []
-    for m in new:
-        y = (rng.random(n_queries) < truth.prob[m]).astype(np.float64)
-        out.append(
-            Case(
-                llm=f"llm_{m}",
-                fold=0,
-                alpha_pool=truth.alpha[pool],
-                beta_pool=truth.beta[pool],
-                y_pool=y[pool],
-                pool_groups=groups[pool],
-                alpha_t=truth.alpha[tgt],
-                beta_t=truth.beta[tgt],
-                y_t=y[tgt],
-                groups_t=groups[tgt],
-                prior=prior,
-            )
-        )
-    return out
-
-
 # --------------------------------------------------------------------------- entry point
 def run(
     ds: Any,
@@ -389,8 +353,6 @@ def run(
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     t0 = time.perf_counter()
     cases, info = real_cases(ds, split, n_folds, quick, seed, out_dir, log)
-    # "variance" (the textbook criterion) only on the synthetic pool: on this busy machine the
-    # real-data run has time for three strategies (fold-0 development numbers in the report)
     rows, floors, model_error = run_cases(cases, ks, seeds, REAL_STRATEGIES, log)
     agg = rep.aggregate(rows, floors)
     cfg = info["config"]
@@ -420,26 +382,11 @@ def run(
         "png": [str(png)],
     }
     if synthetic_llms:
-        t1 = time.perf_counter()
-        syn = synthetic_cases(synthetic_llms, 20 if quick else 50, seed)
-        s_rows, s_floors, _ = run_cases(syn, ks, seeds, STRATEGIES, log)
-        s_agg = rep.aggregate(s_rows, s_floors)
-        s_png = out_dir / "onboard_synthetic_error_vs_k.png"
-        rep.plot(s_agg, s_png, f"synthetic pool of {synthetic_llms} LLMs (known truth)")
-        md += (
-            "\n"
-            + rep.markdown(
-                s_agg,
-                (
-                    f"### Synthetic pool: {synthetic_llms} LLMs, known truth\n\n"
-                    f"irt_fast.synthetic (d = 8, 3000 questions, 6 benchmarks); the true α, β; prior "
-                    f"from the other LLMs' true θ; {len(syn)} LLMs onboarded; pool/target a random half "
-                    f"of the questions each; {(time.perf_counter() - t1) / 60:.1f} min."
-                ),
-            )
-            + f"\n\n![synthetic]({s_png.name})\n"
-        )
-        result["synthetic"] = {"aggregate": s_agg, "n_llms": synthetic_llms}
-        result["png"].append(str(s_png))
+        from training.onboard_synthetic import run_synthetic
+
+        s_md, s_res = run_synthetic(synthetic_llms, out_dir, quick, seed, log)
+        md += "\n" + s_md
+        result["synthetic"] = s_res
+        result["png"] += s_res["png"]
     result["markdown"] = md
     return result

@@ -184,6 +184,8 @@ class Probe:
         self._pg = self._pool_groups(pool_groups, n_pool)
         norms = np.linalg.norm(self.alpha_pool, axis=1)
         self._eligible = norms <= np.quantile(norms, 1 - self.trim) if self.trim > 0 else None
+        self._xp = self._design(self.alpha_pool)  # [n_pool, p] rows (α, 1): reused every step
+        self._xt = self._design(self.alpha_target)
         self._asked = np.zeros(n_pool, dtype=bool)
         self._idx: list[int] = []
         self._y: list[float] = []
@@ -264,17 +266,17 @@ class Probe:
 
     def _scores(self) -> np.ndarray:
         w, cov = self._mean_cov()
-        xp = self._design(self.alpha_pool)
+        xp = self._xp
         pp = _sigmoid(xp @ w - self.beta_pool)
         info = pp * (1 - pp)
         if self.strategy == "adaptive":
             return info
-        xt = self._design(self.alpha_target)
+        xt = self._xt
         pt = _sigmoid(xt @ w - self.beta_target)
         g = xt.T @ (pt * (1 - pt)) / len(pt)  # gradient of the target accuracy in (θ, b)
         cg = cov @ g
         num = info * (xp @ cg) ** 2
-        return num / (1 + info * np.einsum("ij,jk,ik->i", xp, cov, xp))
+        return num / (1 + info * ((xp @ cov) * xp).sum(axis=1))
 
     # ----------------------------------------------------------------------------- answers
     def record(self, idx: Any, answers: Any) -> None:
@@ -321,7 +323,7 @@ class Probe:
         noise = np.zeros((n_groups, self.n_draws))
         draws32 = draws.astype(np.float32)  # float32: the sums below lose nothing that matters
         for s in range(0, len(self.beta_target), 4096):
-            xt = self._design(self.alpha_target[s : s + 4096]).astype(np.float32)
+            xt = self._xt[s : s + 4096].astype(np.float32)
             p = _sigmoid(xt @ draws32 - self.beta_target[s : s + 4096, None].astype(np.float32))
             onehot = self._onehot[:, s : s + 4096]
             acc += onehot @ p
@@ -344,7 +346,7 @@ class Probe:
     def predict_target(self) -> np.ndarray:
         """P(correct) on every target question at the posterior mode."""
         w, _ = self._mean_cov()
-        return _sigmoid(self._design(self.alpha_target) @ w - self.beta_target)
+        return _sigmoid(self._xt @ w - self.beta_target)
 
     def add_to(self, model: Any, name: str, *, replace: bool = False) -> Any:
         """The model with this LLM added (``model.add_fitted_llm``), from the answers so far."""
