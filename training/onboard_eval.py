@@ -14,7 +14,8 @@ accuracy (absolute error, 90% interval coverage), per-benchmark RMSE, pair AUC o
 answers; the plain mean of the same k answers (random runs: the user's "mean of k random
 answers") and the benchmark-stratified mean (stratified runs). The full-information floor fits
 each LLM from all its training answers. The probe's ``model_error`` for a fold is the RMS floor
-error of the OTHER folds' LLMs (never the LLM's own test answers).
+error of the OTHER folds' LLMs beyond what its SE explains, overall and per benchmark (never the
+LLM's own test answers).
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ def floor_row(case: Case) -> dict[str, Any]:
         "est": est.accuracy,
         "err": est.accuracy - float(case.y_t.mean()),
         "se": est.se,
+        "group_excess": [
+            (est.by_group[g].accuracy - t) ** 2 - est.by_group[g].se ** 2 for g, t in true_g.items()
+        ],
         "bench_rmse": float(
             np.sqrt(np.mean([(est.by_group[g].accuracy - t) ** 2 for g, t in true_g.items()]))
         ),
@@ -107,7 +111,12 @@ def floor_row(case: Case) -> dict[str, Any]:
 
 
 def onboard_case(
-    case: Case, strategy: str, seed: int, ks: tuple[int, ...], model_error: float
+    case: Case,
+    strategy: str,
+    seed: int,
+    ks: tuple[int, ...],
+    model_error: float,
+    group_model_error: float | None = None,
 ) -> list[dict[str, Any]]:
     """Probe ``case`` with ``strategy`` up to max(ks) answers; one row per k."""
     probe = Probe.from_params(
@@ -121,6 +130,7 @@ def onboard_case(
         strategy=strategy,
         seed=seed,
         model_error=model_error,
+        group_model_error=group_model_error,
     )
     true = float(case.y_t.mean())
     true_g = _group_true(case)
@@ -185,21 +195,23 @@ def run_cases(
     """Floors, then every (case, strategy, seed). Returns (rows, floors, model_error by fold)."""
     floors = [floor_row(c) for c in cases]
     folds = sorted({c.fold for c in cases})
-    model_error = {}
+    model_error, group_error = {}, {}
     for f in folds:
         # the floor's error beyond what its own SE (posterior + the target's Bernoulli noise)
         # explains: the item network's error, which no number of answers removes
         other = [r for r in floors if r["fold"] != f] or floors
         excess = np.mean([r["err"] ** 2 - r["se"] ** 2 for r in other])
         model_error[f] = float(np.sqrt(max(0.0, excess)))
+        g_excess = np.mean([e for r in other for e in r["group_excess"]])
+        group_error[f] = float(np.sqrt(max(0.0, g_excess)))
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for i, c in enumerate(cases):
         for strategy in strategies:
             for s in seeds:
-                rows += onboard_case(c, strategy, s, ks, model_error[c.fold])
+                rows += onboard_case(c, strategy, s, ks, model_error[c.fold], group_error[c.fold])
         log(f"  onboarded {i + 1}/{len(cases)} ({c.llm}) {time.perf_counter() - t0:.0f} s")
-    return rows, floors, model_error
+    return rows, floors, {"overall": model_error, "group": group_error}
 
 
 # --------------------------------------------------------------------------- real data
@@ -364,8 +376,10 @@ def run(
         "irt_fast.onboard (numpy MAP under the population prior, Laplace posterior). Pool: the "
         "training questions it answered; target: its test questions. Seeds "
         f"{seeds}; model_error per fold (from the other folds' floors): "
-        + ", ".join(f"{v * 100:.2f}" for v in model_error.values())
-        + f" points. Wall time {(time.perf_counter() - t0) / 60:.1f} min."
+        + ", ".join(f"{v * 100:.2f}" for v in model_error["overall"].values())
+        + " points overall, "
+        + ", ".join(f"{v * 100:.2f}" for v in model_error["group"].values())
+        + f" points per benchmark. Wall time {(time.perf_counter() - t0) / 60:.1f} min."
     )
     md = rep.markdown(agg, header)
     png = out_dir / "onboard_error_vs_k.png"

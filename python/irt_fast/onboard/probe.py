@@ -103,6 +103,8 @@ class Probe:
         strategy: one of ``STRATEGIES``.
         seed: seeds the random choices.
         model_error: see ``DEFAULT_MODEL_ERROR``.
+        group_model_error: the same for one group's accuracy (larger: the network's per-group
+            errors average out over the whole target); default ``model_error``.
         level: interval level (0.8, 0.9, 0.95 or 0.99).
     """
 
@@ -145,6 +147,7 @@ class Probe:
         strategy: str = "stratified",
         seed: int = 0,
         model_error: float = DEFAULT_MODEL_ERROR,
+        group_model_error: float | None = None,
         level: float = 0.9,
         n_draws: int = 256,
         top_frac: float = 0.25,
@@ -164,7 +167,12 @@ class Probe:
         if not (model_error >= 0 and np.isfinite(model_error)):
             raise InputError(f"model_error must be a finite value >= 0, got {model_error}")
         self.prior, self.has_bias, self.strategy = prior, prior.dim == d + 1, strategy
+        if group_model_error is None:
+            group_model_error = model_error
+        if not (group_model_error >= 0 and np.isfinite(group_model_error)):
+            raise InputError(f"group_model_error must be finite and >= 0, got {group_model_error}")
         self.model_error, self.level, self.n_draws = float(model_error), float(level), n_draws
+        self.group_model_error = float(group_model_error)
         self.top_frac, self.trim = float(top_frac), float(trim)
         self._rng = np.random.default_rng(seed)
         n_pool, n_target = len(self.beta_pool), len(self.beta_target)
@@ -329,16 +337,18 @@ class Probe:
             acc += onehot @ p
             noise += onehot @ (p * (1 - p))
         counts = np.bincount(self._tg, minlength=n_groups).astype(np.float64)
-        tot = self._one(acc.sum(0), noise.sum(0), counts.sum())
+        tot = self._one(acc.sum(0), noise.sum(0), counts.sum(), self.model_error)
         by_group = {}
         if self.group_names:
             for g, name in enumerate(self.group_names):
-                by_group[name] = self._one(acc[g], noise[g], counts[g])
+                by_group[name] = self._one(acc[g], noise[g], counts[g], self.group_model_error)
         return Estimate(**tot.__dict__, n_answers=self.n_answers, by_group=by_group)
 
-    def _one(self, acc_sum: np.ndarray, noise_sum: np.ndarray, n: float) -> GroupEstimate:
+    def _one(
+        self, acc_sum: np.ndarray, noise_sum: np.ndarray, n: float, model_error: float
+    ) -> GroupEstimate:
         a = acc_sum / n
-        var = a.var() + noise_sum.mean() / n**2 + self.model_error**2
+        var = a.var() + noise_sum.mean() / n**2 + model_error**2
         m, se = float(a.mean()), float(np.sqrt(var))
         z = _Z[self.level]
         return GroupEstimate(m, se, max(0.0, m - z * se), min(1.0, m + z * se), int(n))
