@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from training import defaults
 from training.data import DeviceMatrix, PairMatrix
 from training.metrics import (
     concat_outcomes,
@@ -34,19 +35,24 @@ from training.model import IrtModel, IrtNetConfig, ThetaInit, build_model
 
 @dataclass
 class TrainOptions:
-    """The training recipe. Defaults are the paper's reference recipe, except θ's
-    initialisation and prior (see README: "Sparse pools and the prior floor")."""
+    """The training recipe. ``lr`` and ``stop_metric`` left at None are chosen from the data
+    by ``training.defaults`` (``old_recipe=True``: the pre-issue-11 values, lr 1e-4 and accuracy
+    stopping); ``FitResult.recipe`` records every choice and why. θ's initialisation and prior:
+    see README "Sparse pools and the prior floor"."""
 
     epochs: int = 30
-    lr: float = 1e-4
+    lr: float | None = None  # None: from the data (training.defaults.choose_lr)
     weight_decay: float = 1e-4
     noise_std: float = 0.05
     batching: str = "query"  # "query" (query-major) or "rows" (the paper's row batches)
     batch_queries: int = 64
     batch_rows: int = 2048
-    patience: int = 5  # early stopping on validation accuracy
-    lr_patience: int = 2  # ReduceLROnPlateau on validation accuracy
+    patience: int = 5  # early stopping on the validation stop_metric
+    lr_patience: int = 2  # ReduceLROnPlateau on the validation stop_metric
     lr_factor: float = 0.1
+    # "logloss" or "accuracy" on validation; None: from the data (training.defaults)
+    stop_metric: str | None = None
+    old_recipe: bool = False  # reproduce the recipe before issue 11 (lr 1e-4, accuracy)
     theta_init_std: float = 0.1
     # Gaussian prior N(0, σ²) on every θ entry, as a MAP penalty ‖θ‖²/(2σ²) per LLM; 0 = off.
     theta_prior_std: float = 1.0
@@ -60,12 +66,26 @@ class TrainOptions:
     on_epoch: Callable[[dict[str, Any]], None] | None = None
 
 
+def resolve_recipe(opts: TrainOptions, train: PairMatrix) -> tuple[TrainOptions, dict[str, Any]]:
+    """``opts`` with lr and stop_metric filled in from the data (or the old recipe), and the
+    record of those choices (``training.defaults.record``) for metrics.json and the weights
+    metadata. Values the caller set are kept and recorded as the user's. (The item-network
+    size is the caller's: ``training.defaults.choose_preset``.)"""
+    shape = defaults.Shape(train.n_queries, train.n_llms, train.n_pairs, opts.batch_queries)
+    choices = defaults.resolve(shape, old=opts.old_recipe, lr=opts.lr, stop_metric=opts.stop_metric)
+    del choices["preset"]
+    rec = defaults.record(choices, shape)
+    return replace(opts, lr=choices["lr"].value, stop_metric=choices["stop_metric"].value), rec
+
+
 @dataclass
 class FitResult:
     model: IrtModel
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = -1
     seconds_per_epoch: float = float("nan")
+    # The recipe actually used: training.defaults.record(...) (lr, stop metric, ... and why)
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -144,8 +164,10 @@ def fit_model(
     *,
     val_benchmarks: np.ndarray | None = None,
 ) -> FitResult:
-    """Train with Adam, embedding noise, ReduceLROnPlateau and early stopping on validation
-    accuracy; returns the best checkpoint (a real copy of its weights) loaded into the model."""
+    """Train with Adam, embedding noise, ReduceLROnPlateau and early stopping on the validation
+    ``stop_metric`` (log-loss unless set); returns the best checkpoint (a real copy of its
+    weights) loaded into the model, and the recipe used (``FitResult.recipe``)."""
+    opts, recipe = resolve_recipe(opts, train)
     device = resolve_device(opts.device)
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)
@@ -162,7 +184,7 @@ def fit_model(
     dtrain = DeviceMatrix(train, device)
     pair_q = dtrain.pair_query() if opts.batching == "rows" else None
     prior_rank = train.llm_base_rates(smoothing=1.0)
-    result = FitResult(model=model)
+    result = FitResult(model=model, recipe=recipe)
     best_acc, best_state, bad_epochs = -math.inf, None, 0
     epoch_times = []
     log = open(opts.log_path, "a") if opts.log_path else None  # noqa: SIM115
@@ -228,7 +250,8 @@ def fit_model(
                     val_logloss=c["logloss"],
                     val_route_micro=ev["routing"]["router"]["micro"],
                 )
-                score = c["accuracy"]
+                # higher is better for both: the schedule and early stopping share the score
+                score = c["accuracy"] if opts.stop_metric == "accuracy" else -c["logloss"]
                 sched.step(score)
             else:
                 score = -rec["train_loss"]

@@ -1,0 +1,142 @@
+"""Recipe choices that depend on the data's shape, each recorded with the reason it was made.
+
+The paper's recipe was tuned on one shape (29 LLMs × 12,032 questions, 150 steps per epoch).
+On a leaderboard (thousands of LLMs × about a thousand questions) the same recipe takes ~11
+optimiser steps per epoch, validation accuracy barely moves, the plateau schedule cuts the
+learning rate and early stopping ends the run at the per-LLM prior (issue 11). The choices:
+
+- **learning rate** from the number of optimiser steps per epoch:
+  ``lr = 3e-4 · sqrt(150 / steps_per_epoch)``, clipped to [3e-4, 3e-3]. At MMLU-Pro's 150 steps
+  it is 3e-4 (the rate ``training.evaluate`` already used); at 700 training questions (11 steps)
+  it is 1.1e-3, where the issue found 1e-3 by hand.
+- **early stopping and the plateau schedule on validation log-loss**: accuracy at threshold 0.5
+  moves in coarse steps when most LLMs sit far from 0.5 (weak LLMs near chance), so a flat
+  accuracy cut the learning rate while the predictions were still improving.
+- **item-network size from the number of training questions**: the paper's 21M-parameter
+  mixture below 5,000 training questions has ~4,000 parameters per question; below that the
+  ``reduced`` preset (d = 64, 1 + 7 experts of 256 → 128).
+
+``old_recipe()`` gives the pre-issue-11 choices (lr 1e-4, accuracy stopping, paper sizes), for
+comparisons (``training.fit --old-recipe``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+REF_STEPS = 150  # optimiser steps per epoch on MMLU-Pro (9,625 questions / 64 per batch)
+REF_LR = 3e-4
+LR_RANGE = (3e-4, 3e-3)
+PAPER_MIN_QUESTIONS = 5000
+STOP_METRICS = ("logloss", "accuracy")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One recipe decision: its value, where it came from (``"data"``, ``"user"`` or
+    ``"old-recipe"``) and why."""
+
+    value: Any
+    source: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the choices look at."""
+
+    n_train_queries: int
+    n_llms: int
+    n_train_pairs: int
+    batch_queries: int = 64
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(self.n_train_queries / self.batch_queries))
+
+    @property
+    def observed_fraction(self) -> float:
+        cells = self.n_train_queries * self.n_llms
+        return self.n_train_pairs / cells if cells else 0.0
+
+
+def choose_lr(shape: Shape) -> Choice:
+    steps = shape.steps_per_epoch
+    lr = REF_LR * math.sqrt(REF_STEPS / steps)
+    lr = float(min(max(lr, LR_RANGE[0]), LR_RANGE[1]))
+    return Choice(
+        float(f"{lr:.3g}"),
+        "data",
+        f"{steps} optimiser steps per epoch ({shape.n_train_queries} training questions / "
+        f"{shape.batch_queries} per batch): lr = {REF_LR:g} * sqrt({REF_STEPS} / {steps}), "
+        f"clipped to [{LR_RANGE[0]:g}, {LR_RANGE[1]:g}]",
+    )
+
+
+def choose_preset(shape: Shape) -> Choice:
+    if shape.n_train_queries >= PAPER_MIN_QUESTIONS:
+        return Choice(
+            "paper",
+            "data",
+            f"{shape.n_train_queries} training questions >= {PAPER_MIN_QUESTIONS}: the paper's "
+            "sizes (d 232, 1 + 39 experts of 512 -> 256)",
+        )
+    return Choice(
+        "reduced",
+        "data",
+        f"{shape.n_train_queries} training questions < {PAPER_MIN_QUESTIONS}: the reduced "
+        "item network (d 64, 1 + 7 experts of 256 -> 128) instead of the paper's 21M parameters",
+    )
+
+
+def choose_stop_metric(shape: Shape) -> Choice:
+    return Choice(
+        "logloss",
+        "data",
+        "early stopping and the plateau schedule follow validation log-loss: accuracy at 0.5 "
+        "is coarse and stays flat while predictions still improve (issue 11)",
+    )
+
+
+def choose(shape: Shape) -> dict[str, Choice]:
+    """The data-dependent recipe for ``shape``."""
+    return {
+        "lr": choose_lr(shape),
+        "stop_metric": choose_stop_metric(shape),
+        "preset": choose_preset(shape),
+    }
+
+
+def old_recipe() -> dict[str, Choice]:
+    """The recipe before issue 11, whatever the data."""
+    why = "--old-recipe: the recipe before issue 11"
+    return {
+        "lr": Choice(1e-4, "old-recipe", why),
+        "stop_metric": Choice("accuracy", "old-recipe", why),
+        "preset": Choice("paper", "old-recipe", why),
+    }
+
+
+def resolve(shape: Shape, *, old: bool = False, **user: Any) -> dict[str, Choice]:
+    """The recipe: the data's (or the old) choices, with every non-None ``user`` value (from a
+    flag) taking precedence and recorded as such."""
+    out = old_recipe() if old else choose(shape)
+    for key, value in user.items():
+        if value is None:
+            continue
+        if key not in out:
+            raise ValueError(f"unknown recipe choice {key!r}; known: {sorted(out)}")
+        if key == "stop_metric" and value not in STOP_METRICS:
+            raise ValueError(f"stop_metric must be one of {STOP_METRICS}, got {value!r}")
+        out[key] = Choice(value, "user", "set by the user")
+    return out
+
+
+def record(choices: dict[str, Choice], shape: Shape) -> dict[str, Any]:
+    """The JSON record of a recipe (for metrics.json and the weights metadata)."""
+    return {
+        "shape": {**asdict(shape), "steps_per_epoch": shape.steps_per_epoch},
+        "choices": {k: asdict(c) for k, c in choices.items()},
+    }
