@@ -56,7 +56,7 @@ def _siblings(out: Path, kind: str) -> list[tuple[Path, int]]:
 def clean_stale(out: Path) -> list[Path]:
     """Restore a run lost between the swap's renames, then delete the temp and old directories
     of processes that no longer run. Returns the deleted paths."""
-    out = Path(out)
+    out = Path(out).resolve()
     removed = []
     olds = [(p, pid) for p, pid in _siblings(out, "old") if not _pid_alive(pid)]
     if olds and not out.exists():
@@ -72,7 +72,7 @@ def clean_stale(out: Path) -> list[Path]:
 
 def check_out(out: Path, run_files: Iterable[str]) -> None:
     """Refuse an ``out`` this run may not replace (see the module docstring)."""
-    out = Path(out)
+    out = Path(out).resolve()
     if not out.exists():
         return
     if not out.is_dir():
@@ -89,7 +89,7 @@ def check_out(out: Path, run_files: Iterable[str]) -> None:
 @contextlib.contextmanager
 def staged_run(out: Path, run_files: Iterable[str]) -> Iterator[Path]:
     """Yield a fresh temp directory beside ``out``; on normal exit swap it in as ``out``."""
-    out = Path(out)
+    out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(out)
     check_out(out, run_files)
