@@ -88,6 +88,7 @@ def floor_row(case: Case) -> dict[str, Any]:
         groups=case.groups_t,
         pool_groups=case.pool_groups,
         model_error=0.0,
+        group_model_error=0.0,
     )
     probe.posterior = post
     est = probe.estimate()
@@ -209,7 +210,12 @@ def run_cases(
     for i, c in enumerate(cases):
         for strategy in strategies:
             for s in seeds:
-                rows += onboard_case(c, strategy, s, ks, model_error[c.fold], group_error[c.fold])
+                # a different question draw per LLM: with one seed for all, every LLM would get
+                # the same questions and their errors would be correlated
+                got = onboard_case(
+                    c, strategy, s * 100_003 + i, ks, model_error[c.fold], group_error[c.fold]
+                )
+                rows += [{**r, "seed": s} for r in got]
         log(f"  onboarded {i + 1}/{len(cases)} ({c.llm}) {time.perf_counter() - t0:.0f} s")
     return rows, floors, {"overall": model_error, "group": group_error}
 
@@ -360,7 +366,7 @@ def run(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    seeds = [seed] if quick else [seed, seed + 1]
+    seeds = [seed] if quick else [seed + i for i in range(5)]
     ks = (5, 20, 50) if quick else KS
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     t0 = time.perf_counter()

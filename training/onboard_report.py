@@ -13,7 +13,7 @@ LABELS = {
     "random": "fit, random questions",
     "stratified": "fit, stratified questions",
     "adaptive": "fit, adaptive (p(1-p), stratified, trimmed)",
-    "variance": "fit, target-variance reduction (stratified, trimmed)",
+    "variance": "fit, target-variance reduction (stratified, trimmed; default)",
 }
 
 
@@ -68,6 +68,20 @@ def aggregate(rows: list[dict[str, Any]], floors: list[dict[str, Any]]) -> dict[
                     if s == "stratified"
                     else None,
                 }
+    # Paired with random selection (same LLMs, seeds averaged): strategy − random, in points.
+    out["vs_random"] = {}
+    for s in strategies:
+        for k in ks:
+            a = [r for r in rows if r["strategy"] == s and r["k"] == k]
+            b = [r for r in rows if r["strategy"] == "random" and r["k"] == k]
+            if s != "random" and a and b:
+                diff = 100 * (_llm_means(a, "abs_err") - _llm_means(b, "abs_err"))
+                base = 100 * float(_llm_means(b, "abs_err").mean())
+                out["vs_random"][f"{s}|{k}"] = {
+                    "diff": float(diff.mean()),
+                    "ci": _ci(diff),
+                    "rel": float(diff.mean()) / base,
+                }
     fe = np.abs([f["err"] for f in floors])
     out["floor"] = {
         "mae": 100 * float(fe.mean()),
@@ -82,9 +96,9 @@ def aggregate(rows: list[dict[str, Any]], floors: list[dict[str, Any]]) -> dict[
         for k in ks
         if f"sample mean|{k}" in out["baselines"]
     ]
-    if bm and "adaptive|50" in out["by"]:
+    if bm and "variance|50" in out["by"]:
         c = float(np.exp(np.mean([np.log(m) + 0.5 * np.log(k) for k, m in bm])))
-        target = out["by"]["adaptive|50"]["mae"]
+        target = out["by"]["variance|50"]["mae"]
         out["saving"] = {"c": c, "k_equiv": (c / target) ** 2, "adaptive_mae_50": target}
     return out
 
@@ -120,12 +134,32 @@ def markdown(agg: dict[str, Any], header: str) -> str:
         f"[{f['mae_ci'][0]:.2f}, {f['mae_ci'][1]:.2f}] | {f['p90']:.2f} | "
         f"{f['bench_rmse']:.2f} | {f['auc']:.3f} | – | – |"
     )
+    if agg.get("vs_random"):
+        lines += [
+            "",
+            "Paired with random selection (same fit, same LLMs; seeds averaged per LLM): "
+            "MAE difference in points [95% CI resampling LLMs] (relative):",
+            "",
+            "| strategy | "
+            + " | ".join(
+                f"k={k}" for k in sorted({v.split("|")[1] for v in agg["vs_random"]}, key=int)
+            )
+            + " |",
+            "|---|" + "---:|" * len({v.split("|")[1] for v in agg["vs_random"]}),
+        ]
+        for st in dict.fromkeys(v.split("|")[0] for v in agg["vs_random"]):
+            cells = [
+                f"{d['diff']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}] ({d['rel']:+.0%})"
+                for key, d in agg["vs_random"].items()
+                if key.startswith(st + "|")
+            ]
+            lines.append(f"| {LABELS[st]} | " + " | ".join(cells) + " |")
     if "saving" in agg:
         s = agg["saving"]
         lines += [
             "",
             f"Question saving: the sample mean's error follows {s['c']:.1f}/√k "
-            f"points (fitted on every k); to match adaptive at k = 50 "
+            f"points (fitted on every k); to match the default selection at k = 50 "
             f"({s['adaptive_mae_50']:.2f} points) it needs k ≈ {s['k_equiv']:.0f} "
             "random answers.",
         ]

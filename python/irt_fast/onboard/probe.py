@@ -4,7 +4,7 @@ target set with honest uncertainty.
 Selection (``strategy``):
 
 - ``"random"``: uniform over the unasked pool questions.
-- ``"stratified"`` (default): the target's groups get answers in proportion to their share of
+- ``"stratified"``: the target's groups get answers in proportion to their share of
   the target (the group furthest below its quota is served next; a pool question belongs to the
   target group whose item-parameter centroid is nearest unless ``pool_groups`` is given);
   uniform within the group.
@@ -13,18 +13,19 @@ Selection (``strategy``):
   current fit, after excluding the ``trim`` fraction of the pool with the most extreme α.
   p(1 − p) is the Fisher information a question carries about the LLM's offset, the direction
   that moves its accuracy on every target group at once.
-- ``"variance"``: as adaptive but scored by the reduction of the posterior variance of the
-  predicted target accuracy (the textbook criterion, kept for comparison).
+- ``"variance"`` (default): as adaptive but scored by the expected reduction of the posterior
+  variance of the predicted target accuracy, w (gᵀΣx)² / (1 + w xᵀΣx) with w = p(1 − p), x the
+  question's (α, 1), g the gradient of the target accuracy in (θ, b) and Σ the posterior
+  covariance: the quantity we estimate, so the question that helps it most.
 
-Why stratified is the default: it is the one criterion that did not lose to random questions on
-real data (MMLU-Pro, docs/results/onboard), and it guarantees every target group answers. With
-exact item parameters (synthetic known truth) ``"adaptive"`` beats random clearly; with a
-learned item network its choices land where the network is least calibrated. Why not greedy
-information: on real data the greedy criteria chase questions whose estimated α
-is most extreme, where the item network is least trustworthy, and leave whole target groups
-unasked (issue 10 measured them far worse than random). Stratification bounds the damage to
-a within-group choice, the α trim keeps away from the least trustworthy items, and the random
-draw among the top fraction keeps the sample spread (docs/results/onboard has the measurement).
+Why this default: on MMLU-Pro (29 held-out LLMs, 5 seeds, docs/results/onboard) its error was
+8-12% below random questions with the same fit at every k (paired 95% CIs mostly still include
+0; plain stratified sampling did as well at k <= 10 and worse at k = 50), and the stratified guard keeps every target group asked. Greedy
+information alone is what issue 10 measured far worse than random: it chases the questions with
+the most extreme estimated α, where the item network is least trustworthy, and leaves whole
+target groups unasked. Here the greedy step is confined to one group at a time (stratified), the
+``trim`` most extreme α of the pool are never asked, and the question is drawn at random among
+the ``top_frac`` best (exploration, and a spread sample).
 
 Estimate: the posterior (Laplace, refitted after every ``record``) is propagated by Monte-Carlo
 draws of (θ, b) to the mean P(correct) over the target (and each group). The variance adds
@@ -45,12 +46,22 @@ from irt_fast.errors import InputError
 from .fit import Posterior, fit_llm
 from .prior import Prior
 
-__all__ = ["DEFAULT_MODEL_ERROR", "STRATEGIES", "Estimate", "GroupEstimate", "Probe"]
+__all__ = [
+    "DEFAULT_GROUP_MODEL_ERROR",
+    "DEFAULT_MODEL_ERROR",
+    "STRATEGIES",
+    "Estimate",
+    "GroupEstimate",
+    "Probe",
+]
 
 STRATEGIES = ("random", "stratified", "adaptive", "variance")
-# Standard deviation of the item network's error on a target accuracy, as a fraction. Measured
-# on MMLU-Pro held-out LLMs fitted from all their training answers (docs/results/onboard).
-DEFAULT_MODEL_ERROR = 0.02
+# Standard deviations of the item network's own error on a target accuracy (overall, and for
+# one group's accuracy), as fractions: what the floor (an LLM fitted from all ~9,600 of its
+# training answers) misses beyond its standard error, measured on MMLU-Pro held-out LLMs with
+# the reduced experiment model (docs/results/onboard): 0 overall, 3-4 points per benchmark.
+DEFAULT_MODEL_ERROR = 0.0
+DEFAULT_GROUP_MODEL_ERROR = 0.035
 _Z = {0.8: 1.2816, 0.9: 1.6449, 0.95: 1.96, 0.99: 2.5758}
 
 
@@ -104,7 +115,7 @@ class Probe:
         seed: seeds the random choices.
         model_error: see ``DEFAULT_MODEL_ERROR``.
         group_model_error: the same for one group's accuracy (larger: the network's per-group
-            errors average out over the whole target); default ``model_error``.
+            errors average out over the whole target); None: ``model_error``.
         level: interval level (0.8, 0.9, 0.95 or 0.99).
     """
 
@@ -144,10 +155,10 @@ class Probe:
         *,
         groups: Any = None,
         pool_groups: Any = None,
-        strategy: str = "stratified",
+        strategy: str = "variance",
         seed: int = 0,
         model_error: float = DEFAULT_MODEL_ERROR,
-        group_model_error: float | None = None,
+        group_model_error: float | None = DEFAULT_GROUP_MODEL_ERROR,
         level: float = 0.9,
         n_draws: int = 256,
         top_frac: float = 0.25,
