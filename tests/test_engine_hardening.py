@@ -202,3 +202,16 @@ def test_overflowing_inputs_raise_input_error_naming_the_rows(tmp_path: Path) ->
             pytest.fail(f"{name} accepted an overflowing input")
     # the finite rows alone are fine
     assert np.isfinite(m.predict_proba(x[[0, 2, 3, 5]])).all()
+
+
+# ------------------------------------------------------------------ the binding's own arguments
+
+
+@pytest.mark.parametrize("threads", [10**30, 5000, -1, 1.5, "2"])
+def test_core_threads_argument_is_an_input_error(tmp_path: Path, threads: object) -> None:
+    """irt_fast.load checks threads first; the engine itself must not raise a bare
+    OverflowError/TypeError or try to start 10**30 threads either."""
+    from irt_fast import _core
+
+    with pytest.raises(InputError, match="threads"):
+        _core.Engine.load(str(write(tmp_path / "m.safetensors")), threads)  # type: ignore[arg-type]

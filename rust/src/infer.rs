@@ -22,6 +22,9 @@ use crate::weights::{Answers, Weights};
 /// Below `threads × MIN_ROWS_PER_THREAD` rows, split columns instead of rows. Measured on the
 /// reference model with 2 threads: column split is faster up to ~256 rows, row split from ~512.
 pub const MIN_ROWS_PER_THREAD: usize = 192;
+/// Most worker threads an engine starts (irt_fast.inputs.MAX_THREADS checks the same bound
+/// first, with the argument's name).
+pub const MAX_THREADS: usize = 1024;
 /// predict_accuracy holds the probabilities of at most this many (row, LLM) pairs at once.
 const ACCURACY_WINDOW_VALUES: usize = 1 << 22;
 
@@ -53,6 +56,11 @@ impl Engine {
     pub fn new(model: Model, threads: Option<usize>) -> Result<Engine> {
         let threads = match threads {
             Some(0) => return Err(Error::Input("threads must be at least 1".into())),
+            Some(t) if t > MAX_THREADS => {
+                return Err(Error::Input(format!(
+                    "threads = {t}: at most {MAX_THREADS} worker threads"
+                )))
+            }
             Some(t) => t,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };

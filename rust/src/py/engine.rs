@@ -76,7 +76,13 @@ impl PyEngine {
     ///     irt_fast.errors.WeightsFormatError: corrupt, truncated, other version, bad tensor.
     #[staticmethod]
     #[pyo3(signature = (path, threads=None))]
-    fn load(py: Python<'_>, path: PathBuf, threads: Option<usize>) -> PyResult<Self> {
+    fn load(py: Python<'_>, path: PathBuf, threads: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let threads = match threads {
+            None => None,
+            Some(t) => Some(t.extract::<usize>().map_err(|_| {
+                Error::Input(format!("threads must be a positive integer, got {t}"))
+            })?),
+        };
         let inner = py.detach(|| Engine::load(&path, threads))?;
         Ok(PyEngine { inner })
     }
