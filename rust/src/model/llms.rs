@@ -2,14 +2,13 @@
 //! population prior and the added LLMs' answers. `with_llms` swaps the pool and keeps the item
 //! network (shared, not copied): this is how an LLM fitted after training joins.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::Model;
 use crate::error::{Error, Result};
-use crate::weights::{added_answers, check_answers, parse_llm_info, Answers};
+use crate::weights::{added_answers, check_answers, first_duplicate, parse_llm_info, Answers};
 
 impl Model {
     /// `[n_llms, d]` abilities, row-major.
@@ -39,8 +38,7 @@ impl Model {
         if n == 0 {
             return Err(bad("a model needs at least one LLM".into()));
         }
-        let mut seen = HashSet::new();
-        if let Some(dup) = names.iter().find(|s| !seen.insert(s.as_str())) {
+        if let Some(dup) = first_duplicate(&names) {
             return Err(bad(format!("LLM name {dup:?} appears twice")));
         }
         if theta.len() != n * d {

@@ -24,13 +24,16 @@ pub(crate) fn parse_llm_names(
             names.len()
         ));
     }
-    let mut seen = HashSet::new();
-    for n in &names {
-        if !seen.insert(n.as_str()) {
-            return Err(format!("name {n:?} appears twice"));
-        }
+    if let Some(n) = first_duplicate(&names) {
+        return Err(format!("name {n:?} appears twice"));
     }
     Ok(names)
+}
+
+/// The first name that appears a second time, if any (LLM names must be unique).
+pub(crate) fn first_duplicate(names: &[String]) -> Option<&String> {
+    let mut seen = HashSet::new();
+    names.iter().find(|n| !seen.insert(n.as_str()))
 }
 
 pub(crate) fn parse_embedder(json: &str) -> std::result::Result<Embedder, String> {

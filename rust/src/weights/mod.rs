@@ -20,6 +20,7 @@ pub(crate) use config::parse_config;
 pub use config::{Config, Method};
 pub(crate) use llm_pool::{added_answers, check_answers, check_prior, parse_llm_info};
 pub use llm_pool::{Answers, LlmInfo, Origin, Prior};
+pub(crate) use meta::first_duplicate;
 pub use meta::Embedder;
 use meta::{parse_embedder, parse_llm_names, parse_training};
 
