@@ -8,7 +8,7 @@ import pytest
 from irt_fast.errors import InputError
 from irt_fast.onboard import Prior
 from irt_fast.onboard.probe import Estimate, Probe
-from training.onboard_eval import onboard_case
+from training.onboard_core import onboard_case
 from training.onboard_synthetic import synthetic_cases
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from irt_fast.onboard.prior import Prior
-from training.onboard_eval import KS, STRATEGIES, Case, run_cases
+from training.onboard_core import KS, STRATEGIES, Case, run_cases
 
 
 def synthetic_cases(
