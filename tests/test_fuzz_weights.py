@@ -135,6 +135,7 @@ def fuzz(tmp_path: Path, n: int, seed: int, timeout: float) -> dict[str, int]:
     counts = json.loads(r.stdout.strip().splitlines()[-1])
     assert sum(counts[k] for k in ("loaded", "format_error", "os_error")) == n
     assert counts["loaded"] == counts["calls_ok"] + counts["input_error"]
+    print(f"fuzz seed {seed}: {n} mutants, {counts}")  # shown with -s / in the report
     return counts
 
 
