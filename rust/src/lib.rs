@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod infer;
+pub mod kernels;
 pub mod linalg;
 pub mod model;
 mod pool;
