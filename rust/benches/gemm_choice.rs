@@ -1,6 +1,7 @@
 //! Which GEMM crate for the engine's two big products? Times `gemm` and `matrixmultiply` on
 //! the reference shapes (one chunk of 256 queries, one thread), interleaved to share the noise.
-//! Run: `cargo bench --bench gemm_choice`.
+//! Then the engine's panel kernels against the `gemm` crate at 1-256 rows (`packed_vs_gemm`).
+//! Run: `cargo bench --bench gemm_choice` (`-- --packed-only` for the second part alone).
 
 use std::time::Instant;
 
@@ -53,6 +54,10 @@ fn mm_crate(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
 }
 
 fn main() {
+    packed_vs_gemm();
+    if std::env::args().any(|a| a == "--packed-only") {
+        return;
+    }
     let shapes = [
         (256, 20480 + 39, 768, "layer 1 (all experts + gate)"),
         (256, 256, 20520, "layer 2 (fused)"),
@@ -86,5 +91,63 @@ fn main() {
             gf / t1,
             gf / t2
         );
+    }
+}
+
+/// The engine's current path (the `gemm` crate on `[k, n]` weights, columns split over threads)
+/// against the packed panels (hand-written GEMV up to 16 rows, `gemm` per panel above), f32 and
+/// bf16, on the reference model's two big products with 2 threads. Interleaved, min of `reps`.
+fn packed_vs_gemm() {
+    use irt_fast::kernels::{matmul_packed, Dtype, Packed};
+    use irt_fast::linalg::{matmul, to_layout, Layout, Mat, W};
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    println!("kernel family: {}", irt_fast::kernels::kernel_name());
+    let layers: [(usize, Vec<usize>, &str); 2] = [
+        (768, [vec![512; 40], vec![39]].concat(), "layer 1"),
+        (20520, vec![256], "layer 2"),
+    ];
+    for (k, segs, what) in layers {
+        let n: usize = segs.iter().sum();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5)
+            .collect();
+        let pf = Packed::build(k, &segs, Dtype::F32, |j, kk| w[j * k + kk]);
+        let pb = Packed::build(k, &segs, Dtype::Bf16, |j, kk| w[j * k + kk]);
+        let wt = to_layout(w, n, k, Layout::InOut);
+        for m in [1usize, 2, 4, 8, 16, 64, 256] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+                .collect();
+            let am = Mat::new(&a, m, k);
+            let mut c = vec![0.0f32; m * n];
+            let reps = if m <= 16 { 15 } else { 4 };
+            let mut best = [f64::MAX; 3];
+            for _ in 0..reps {
+                pool.install(|| {
+                    let t = Instant::now();
+                    matmul(am, W::new(&wt, n, k, Layout::InOut), &mut c, n, false, 2);
+                    best[0] = best[0].min(t.elapsed().as_secs_f64());
+                    for (i, p) in [&pf, &pb].into_iter().enumerate() {
+                        let t = Instant::now();
+                        let all = 0..p.panels().len();
+                        matmul_packed(am, p, 0, all, &mut c, n, false, 2);
+                        best[i + 1] = best[i + 1].min(t.elapsed().as_secs_f64());
+                    }
+                });
+            }
+            let gb = |t: f64, bytes: usize| bytes as f64 / t / 1e9;
+            println!(
+                "{what} m={m:>3}: gemm [k,n] {:.2} ms ({:.1} GB/s) | packed f32 {:.2} ms ({:.1} GB/s) | packed bf16 {:.2} ms ({:.1} GB/s)",
+                best[0] * 1e3,
+                gb(best[0], n * k * 4),
+                best[1] * 1e3,
+                gb(best[1], pf.bytes()),
+                best[2] * 1e3,
+                gb(best[2], pb.bytes()),
+            );
+        }
     }
 }

@@ -3,14 +3,15 @@
 //! At a handful of queries the products are bound by reading the weights, so the kernel's job
 //! is to stream the panel once, in order, and keep the FMA units fed from registers: a tile of
 //! `MR` rows × `8·NV` columns of accumulators (at most 8 of the 16 AVX2 registers), rows taken
-//! `MR` at a time. The `k` range is cut into blocks of `KB` rows so that the part of the panel
-//! every row group re-reads stays in L2. f32 and bf16 panels share the code; bf16 widens to f32
+//! `MR` at a time. The `k` range is cut into blocks so that the part of the panel every row
+//! group re-reads stays in L1. f32 and bf16 panels share the code; bf16 widens to f32
 //! in registers (a shift), so only half the bytes come from memory and accumulation stays f32.
 
 use super::packed::{bf16_to_f32, NB};
 
-/// Rows of `k` per block: 1024 × 64 × 4 bytes = 256 KB of an f32 panel, half of a Zen L2.
-const KB: usize = 1024;
+/// Bytes of a panel per `k` block when several row groups re-read it: 16 KB stays in L1
+/// (64 rows of an f32 panel, 128 of a bf16 one). One row group reads it once: no blocking.
+const BLOCK_BYTES: usize = 16 << 10;
 
 /// A stored weight type the kernels can widen to f32.
 pub(crate) trait Elem: Copy + Send + Sync + 'static {
@@ -128,9 +129,14 @@ unsafe fn panel_avx2<T: Elem>(
     ldc: usize,
     width: usize,
 ) {
+    let kb = if m == 1 {
+        kr
+    } else {
+        BLOCK_BYTES / (NB * std::mem::size_of::<T>())
+    };
     let mut k0 = 0;
     while k0 < kr {
-        let kl = KB.min(kr - k0);
+        let kl = kb.min(kr - k0);
         let (ab, bb) = (a.add(k0), b.add(k0 * NB));
         let mut r = 0;
         while r < m {

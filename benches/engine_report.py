@@ -1,0 +1,247 @@
+"""The engine's speed report: Rust engine (f32, bf16; dense and sparse top-2) against torch, with
+the machine's own yardsticks, as one markdown table. One command, ~6-10 minutes on 2 idle cores:
+
+    python -m benches.engine_report --out .benchmarks/engine_report.md      # (--quick: smoke)
+
+Method (see also benches/_contender.py):
+- every contender runs in a process of its own, so torch is never timed while the engine's rayon
+  threads spin and vice versa; 2 threads each (rayon pool / torch.set_num_threads(2));
+- contenders alternate: ``--rounds`` rounds, each running every contender once in a rotated
+  order; per batch size, the reported time is the median over rounds of each round's median;
+- yardsticks (torch and numpy fp32 GEMM GFLOP/s at 2048², streaming read GB/s over 512 MB) run
+  before and after; the load average is read at the start and the end. When the 1-minute load
+  was ≥ 0.5 at the start, or a yardstick moved by more than 10%, the report's FIRST line says
+  BUSY and its numbers must not be quoted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "amx_bf16")
+#: (label, contender, model key)
+CONTENDERS = [
+    ("rust f32", "rust:f32", "dense"),
+    ("rust bf16", "rust:bf16", "dense"),
+    ("rust top-2 f32", "rust:f32", "top2"),
+    ("rust top-2 bf16", "rust:bf16", "top2"),
+    ("torch fused", "torch_fused", "dense"),
+    ("torch loop", "torch_loop", "dense"),
+    ("torch fused top-2", "torch_fused", "top2"),
+]
+TORCH_DENSE = ("torch fused", "torch loop")
+
+
+def cpu_info() -> tuple[str, list[str]]:
+    name, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return name, [f for f in FLAGS if f in flags]
+
+
+def run(args: list[str], timeout: float = 900) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "python"), str(REPO)]))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cmd = [sys.executable, str(HERE / "_contender.py"), *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    if p.returncode != 0:
+        return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def measure(paths: dict, batches: list[int], reps: int, rounds: int, log) -> dict:
+    """{label: {"times": {batch: [round medians]}, "mins": {...}, "weight_bytes": int}}"""
+    res: dict[str, dict] = {label: {"times": {}, "mins": {}} for label, _, _ in CONTENDERS}
+    arg_b = ",".join(map(str, batches))
+    for r in range(rounds):
+        order = CONTENDERS[r % len(CONTENDERS) :] + CONTENDERS[: r % len(CONTENDERS)]
+        for label, who, key in order:
+            t0 = time.perf_counter()
+            out = run([who, paths[key], arg_b, str(reps)])
+            log(f"  round {r + 1}/{rounds} {label}: {time.perf_counter() - t0:.0f} s")
+            if "error" in out:
+                res[label]["error"] = out["error"]
+                continue
+            if "weight_bytes" in out:
+                res[label]["weight_bytes"] = out["weight_bytes"]
+            for b, t in out["times"].items():
+                res[label]["times"].setdefault(int(b), []).append(t["median"])
+                res[label]["mins"].setdefault(int(b), []).append(t["min"])
+    return res
+
+
+def med(v: list[float]) -> float:
+    s = sorted(v)
+    return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+
+
+def fmt_t(t: float) -> str:
+    return f"{t * 1e3:.2f} ms" if t < 1 else f"{t:.2f} s"
+
+
+def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
+    y0, y1 = info["yard_before"], info["yard_after"]
+    moved = {k: abs(y1[k] / y0[k] - 1) for k in y0 if k in y1 and y0[k] > 0 and "error" not in y0}
+    busy = []
+    if info["load_start"] >= 0.5:
+        busy.append(f"load average {info['load_start']:.2f} ≥ 0.5 at the start")
+    busy += [f"{k} moved {v:.0%}" for k, v in moved.items() if v > 0.10]
+    lines = []
+    if busy:
+        lines.append(f"BUSY: {'; '.join(busy)}. Do not quote these numbers.")
+    else:
+        lines.append("QUIET: load < 0.5 at the start, yardsticks within 10% before/after.")
+    roof = min(y0.get("torch_gemm_gflops", 0), y1.get("torch_gemm_gflops", 0)) or None
+    bw = max(y0.get("read_gbps", 0), y1.get("read_gbps", 0)) or None
+    lines += [
+        "",
+        f"Machine: {info['cpu']}, {os.cpu_count()} logical CPUs; flags: "
+        f"{', '.join(info['flags']) or 'none of ' + ', '.join(FLAGS)}. 2 threads per contender, "
+        f"each contender in its own process, {info['rounds']} alternating rounds "
+        f"(median of round medians). Load average start {info['load_start']:.2f}, "
+        f"end {info['load_end']:.2f}. Command: `{info['command']}`.",
+        "Yardsticks before → after: "
+        + "; ".join(
+            f"{k} {y0.get(k, float('nan')):.1f} → {y1.get(k, float('nan')):.1f}"
+            for k in ("torch_gemm_gflops", "numpy_gemm_gflops", "read_gbps")
+        ),
+        "",
+    ]
+    labels = [lab for lab, _, _ in CONTENDERS if res[lab]["times"]]
+    lines.append(
+        "| batch | " + " | ".join(labels) + " | rust f32 vs best torch | best rust vs best torch |"
+    )
+    lines.append("|---:|" + "---:|" * (len(labels) + 2))
+    for b in batches:
+        t = {lab: med(res[lab]["times"][b]) for lab in labels if b in res[lab]["times"]}
+        torch_best = min((t[k] for k in TORCH_DENSE if k in t), default=None)
+        rust_best = min((v for k, v in t.items() if k.startswith("rust")), default=None)
+        cells = [fmt_t(t[lab]) if lab in t else "–" for lab in labels]
+
+        def ratio(r: float | None, tb: float | None = torch_best) -> str:
+            return f"{tb / r:.2f}×" if tb and r else "–"
+
+        lines.append(
+            f"| {b} | "
+            + " | ".join(cells)
+            + f" | {ratio(t.get('rust f32'))} | {ratio(rust_best)} |"
+        )
+    lines.append("")
+    lines.append(
+        "(× > 1: the engine is faster; best torch = the faster of fused and loop, dense fp32.)"
+    )
+    for lab, _, _ in CONTENDERS:
+        if "error" in res[lab]:
+            lines.append(f"- {lab}: {res[lab]['error']}")
+    derived = []
+    if bw and 1 in batches:
+        for lab in ("rust f32", "rust bf16", "rust top-2 bf16"):
+            r = res.get(lab, {})
+            if 1 in r.get("times", {}) and r.get("weight_bytes"):
+                floor = r["weight_bytes"] / (bw * 1e9)
+                derived.append(
+                    f"- batch 1, {lab}: {fmt_t(med(r['times'][1]))} against the memory floor "
+                    f"{fmt_t(floor)} ({r['weight_bytes'] / 1e6:.0f} MB ÷ {bw:.1f} GB/s): "
+                    f"{med(r['times'][1]) / floor:.2f}× the floor (goal ≤ 1.3×)."
+                )
+    flop = info.get("flop_per_query")
+    if roof and flop:
+        for b in [b for b in batches if b >= 1024]:
+            r = res["rust f32"]["times"].get(b)
+            if r:
+                gf = b * flop / med(r) / 1e9
+                derived.append(
+                    f"- batch {b}, rust f32: {gf:.0f} GFLOP/s = {gf / roof:.2f} of the torch "
+                    f"GEMM roofline {roof:.0f} GFLOP/s (goal ≥ 0.9)."
+                )
+    if 1024 in batches:
+        t = {lab: med(res[lab]["times"][1024]) for lab in labels if 1024 in res[lab]["times"]}
+        tb = min((t[k] for k in TORCH_DENSE if k in t), default=None)
+        for lab in ("rust top-2 f32", "rust top-2 bf16", "rust bf16"):
+            if tb and lab in t:
+                derived.append(
+                    f"- batch 1024, {lab}: {tb / t[lab]:.2f}× the fastest dense fp32 torch "
+                    "(goal ≥ 2×)."
+                )
+    if text:
+        if "error" in text:
+            derived.append(f"- text → route at batch 1: not measured ({text['error']}).")
+        else:
+            tt = text["times"][1]["median"]
+            derived.append(
+                f"- text → route at batch 1 (m2v-mpnet-256 + engine f32, public "
+                f"`route([text])`): {1 / tt:,.0f} texts/s (median {fmt_t(tt)}; goal ≥ 1,000)."
+            )
+    return "\n".join(lines + ([""] + derived if derived else [])) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=REPO / ".benchmarks" / "engine_report.md")
+    ap.add_argument("--quick", action="store_true", help="smoke run: small batches, 1 round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batches", default="1,16,64,1024,8192")
+    a = ap.parse_args(argv)
+    batches = [1, 16] if a.quick else [int(b) for b in a.batches.split(",")]
+    rounds, reps = (1, 3) if a.quick else (a.rounds, 30)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    cpu, flags = cpu_info()
+    info = {"cpu": cpu, "flags": flags, "rounds": rounds, "load_start": os.getloadavg()[0]}
+    info["command"] = "python -m benches.engine_report " + " ".join(argv or sys.argv[1:])
+    log(f"load {info['load_start']:.2f}; yardsticks (before) ...")
+    info["yard_before"] = run(["yardsticks"])
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = run(["make_models", tmp])
+        if "error" in paths:
+            raise SystemExit(f"cannot build the reference models: {paths['error']}")
+        info["flop_per_query"] = _flop_per_query(paths["dense"])
+        log(f"contenders: {rounds} rounds × {len(CONTENDERS)} ...")
+        res = measure(paths, batches, reps, rounds, log)
+        text = None
+        if "text" in paths:
+            log("text → route ...")
+            text = run(["text", paths["text"], "50" if a.quick else "300"])
+        elif "text_error" in paths:
+            text = {"error": paths["text_error"]}
+    log("yardsticks (after) ...")
+    info["yard_after"] = run(["yardsticks"])
+    info["load_end"] = os.getloadavg()[0]
+    report = render(info, res, batches, text)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(report)
+    print(report)
+    log(f"(written to {a.out})")
+    return 0
+
+
+def _flop_per_query(path: str) -> float:
+    """2 × multiply-adds of one query through the dense model (from the file's config)."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        c = json.loads(f.metadata()["config"])
+    e = c["n_shared"] + c["n_routed"]
+    dm, h, o, d, n = c["embed_dim"], c["hidden_dim"], c["expert_dim"], c["d"], c["n_llms"]
+    macs = dm * (e * h + c["n_routed"]) + e * h * o + o * (d + 1) + d * n
+    return 2.0 * macs
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
