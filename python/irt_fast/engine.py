@@ -341,13 +341,18 @@ class Model(PoolMixin):
         return pl.DataFrame(rows)
 
 
-def load(path: str | os.PathLike[str], *, threads: int | None = None) -> Model:
+def load(
+    path: str | os.PathLike[str], *, threads: int | None = None, dtype: str = "f32"
+) -> Model:
     """Load a weights file (format v1 or v2) into the Rust engine.
 
     Args:
         path: the ``.safetensors`` file written by ``python -m training.fit`` or ``Model.save``.
         threads: worker threads (default: every available core; at most
             ``irt_fast.inputs.MAX_THREADS``).
+        dtype: storage of the item network's large weight matrices: ``"f32"`` (exact, the
+            default) or ``"bf16"`` (bfloat16: half the bytes per query, sums in f32; the gate,
+            biases, heads and abilities stay f32). Its accuracy cost is in the README.
 
     Returns:
         The Model.
@@ -356,13 +361,15 @@ def load(path: str | os.PathLike[str], *, threads: int | None = None) -> Model:
         FileNotFoundError: no such file.
         irt_fast.errors.WeightsFormatError: corrupt or truncated file, another format version,
             or a tensor whose name, dtype or shape disagrees with the config.
-        irt_fast.errors.InputError: a bad ``path`` or ``threads`` argument.
+        irt_fast.errors.InputError: a bad ``path``, ``threads`` or ``dtype`` argument.
     """
     p = inputs.path_arg("path", path)
+    if dtype not in ("f32", "float32", "bf16", "bfloat16"):
+        raise InputError(f"dtype must be 'f32' or 'bf16', got {dtype!r}")
     if threads is not None:
         threads = inputs.positive_int("threads", threads, maximum=inputs.MAX_THREADS)
     before = _file_id(p)
-    engine = _core().Engine.load(p, threads)
+    engine = _core().Engine.load(p, threads, dtype)
     # The identity is taken before reading: if the file was replaced meanwhile, save() sees a
     # mismatch and refuses rather than mixing two files' tensors.
     return Model(engine, p, source=before)

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::kernels::Dtype;
 use crate::model::{Model, Scratch};
 use crate::pool::Pool;
 use crate::route::choose;
@@ -49,7 +50,12 @@ pub(crate) fn zeros<T: Clone + Default>(rows: usize, width: usize, what: &str) -
 impl Engine {
     /// Loads and validates a weights file. `threads = None` uses every available core.
     pub fn load(path: &Path, threads: Option<usize>) -> Result<Engine> {
-        Engine::new(Model::new(Weights::load(path)?), threads)
+        Engine::load_with(path, threads, Dtype::F32)
+    }
+
+    /// `load`, with the item network's large matrices stored in `dtype`.
+    pub fn load_with(path: &Path, threads: Option<usize>, dtype: Dtype) -> Result<Engine> {
+        Engine::new(Model::with_dtype(Weights::load(path)?, dtype), threads)
     }
 
     /// Wraps a model with a pool of `threads` workers.

@@ -7,7 +7,6 @@
 //!   panels are widened to f32 a block at a time first, the cost of which is shared by the rows.
 
 pub mod gemv;
-pub mod moe;
 pub mod packed;
 
 use std::ops::Range;

@@ -1,15 +1,19 @@
 //! IrtNet's item network: a mixture of experts, then the α/β heads.
 //!
-//! Weights are repacked once at load time so that a batch costs two large GEMMs in the dense
-//! pass (irtnet_dense.rs) or one small product per selected expert in the sparse pass
-//! (irtnet_sparse.rs); both write the mixture output `h [m, O]` into `scratch.body_out`, and the
-//! heads (α and β stacked) are one more, small, product.
+//! The two big matrices (every expert's first layer, every expert's second layer) are packed
+//! once at load time into column panels (`kernels::Packed`) in the load-time `Dtype`, so that a
+//! batch streams each weight once: two packed products in the dense pass (irtnet_dense.rs), or
+//! one small product per selected expert in the sparse pass (irtnet_sparse.rs). Both write the
+//! mixture output `h [m, O]` into `scratch.body_out`; the heads (α and β stacked) are one more,
+//! small, product. The gate, the biases and the heads stay f32 whatever the dtype, so bf16
+//! storage does not move the gate logits that select the experts.
 
 use super::{resize, Scratch};
-use crate::linalg::{matmul, to_layout, Layout, Mat, W};
+use crate::kernels::{matmul_packed, Dtype, Packed};
+use crate::linalg::{matmul, Layout, Mat, W};
 use crate::weights::Weights;
 
-/// Repacked IrtNet weights.
+/// Packed IrtNet weights.
 #[derive(Debug)]
 pub(crate) struct IrtNet {
     pub n_shared: usize,
@@ -19,24 +23,28 @@ pub(crate) struct IrtNet {
     pub out: usize,
     pub embed_dim: usize,
     pub d: usize,
-    /// `[E·H + R, D]` logical (stored in `layout`): all experts' first layers, then the gate.
-    pub w_in: Vec<f32>,
-    /// `[E·H + R]`.
-    pub b_in: Vec<f32>,
+    /// First layers: `E` segments (one per expert) of `H` columns, `k = D`.
+    pub w1: Packed,
+    /// `[E·H]`.
+    pub b1: Vec<f32>,
+    /// The gate, `R` columns, `k = D`, always f32; `None` without routed experts.
+    pub gate: Option<Packed>,
+    /// `[R]`.
+    pub b_gate: Vec<f32>,
     /// `[R]`, added to gate logits for expert selection only.
     pub selection_bias: Vec<f32>,
-    /// `[O, E·H + E]` logical: `w2t[o, e·H + j] = experts.w2[e, o, j]`,
-    /// `w2t[o, E·H + e] = b2[e, o]`.
-    pub w2t: Vec<f32>,
+    /// Second layers: `O` columns, `k = E·H` (`w2[k = e·H + j, o] = experts.w2[e, o, j]`).
+    pub w2: Packed,
+    /// `[E, O]`.
+    pub b2: Vec<f32>,
     /// `[d + 1, O]`: α rows, then the β row.
     pub w_head: Vec<f32>,
     /// `[d + 1]`.
     pub b_head: Vec<f32>,
-    pub layout: Layout,
 }
 
 impl IrtNet {
-    /// Takes the validated IrtNet tensors out of `w` and repacks them.
+    /// Takes the validated IrtNet tensors out of `w` and packs them.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         w: &mut Weights,
@@ -47,24 +55,23 @@ impl IrtNet {
         n_shared: usize,
         n_routed: usize,
         top_k: usize,
-        layout: Layout,
+        dtype: Dtype,
     ) -> IrtNet {
-        let (h, o, e) = (hidden, out, n_shared + n_routed);
-        let mut w_in = w.take("experts.w1");
-        w_in.extend_from_slice(w.tensor("gate.weight"));
-        let mut b_in = w.take("experts.b1");
-        b_in.extend_from_slice(w.tensor("gate.bias"));
-        let w2 = w.take("experts.w2");
-        let b2 = w.take("experts.b2");
-        let width = e * h + e;
-        let mut w2t = vec![0.0f32; o * width];
-        for (oi, row) in w2t.chunks_exact_mut(width).enumerate() {
-            for ei in 0..e {
-                let src = &w2[(ei * o + oi) * h..(ei * o + oi + 1) * h];
-                row[ei * h..(ei + 1) * h].copy_from_slice(src);
-                row[e * h + ei] = b2[ei * o + oi];
-            }
-        }
+        let (h, o, e, dm) = (hidden, out, n_shared + n_routed, embed_dim);
+        let w1 = w.take("experts.w1"); // [E, H, D]: row e·H + j is unit j of expert e
+        let w1 = Packed::build(dm, &vec![h; e], dtype, |j, kk| w1[j * dm + kk]);
+        let w2 = w.take("experts.w2"); // [E, O, H]
+        let w2 = Packed::build(e * h, &[o], dtype, |oi, kk| {
+            let (ei, j) = (kk / h, kk % h);
+            w2[(ei * o + oi) * h + j]
+        });
+        let (gate, b_gate, selection_bias) = if n_routed > 0 {
+            let g = Packed::from_out_in(w.tensor("gate.weight"), n_routed, dm, Dtype::F32);
+            let sb = w.take("gate.selection_bias");
+            (Some(g), w.take("gate.bias"), sb)
+        } else {
+            (None, Vec::new(), Vec::new())
+        };
         let mut w_head = w.take("alpha.weight");
         w_head.extend_from_slice(w.tensor("beta.weight"));
         let mut b_head = w.take("alpha.bias");
@@ -77,24 +84,34 @@ impl IrtNet {
             out: o,
             embed_dim,
             d,
-            w_in: to_layout(w_in, e * h + n_routed, embed_dim, layout),
-            b_in,
-            selection_bias: w.take("gate.selection_bias"),
-            w2t: to_layout(w2t, o, width, layout),
+            w1,
+            b1: w.take("experts.b1"),
+            gate,
+            b_gate,
+            selection_bias,
+            w2,
+            b2: w.take("experts.b2"),
             w_head,
             b_head,
-            layout,
         }
     }
 
+    /// Logical weights one dense pass reads.
     pub fn n_weights(&self) -> usize {
-        self.w_in.len() + self.w2t.len() + self.w_head.len()
+        let gate = self.gate.as_ref().map_or(0, |g| g.n_weights());
+        self.w1.n_weights() + self.w2.n_weights() + gate + self.w_head.len()
+    }
+
+    /// Bytes one dense pass streams (panel padding included).
+    pub fn weight_bytes(&self) -> usize {
+        let gate = self.gate.as_ref().map_or(0, |g| g.bytes());
+        self.w1.bytes() + self.w2.bytes() + gate + 4 * self.w_head.len()
     }
 
     /// Whether the mixture runs sparsely: only the selected experts' rows are computed. Exact
     /// (unselected experts have weight 0); faster when few of the routed experts are selected.
     pub fn sparse(&self) -> bool {
-        self.layout == Layout::InOut && self.n_routed > 0 && self.top_k * 2 <= self.n_routed
+        self.n_routed > 0 && self.top_k * 2 <= self.n_routed
     }
 
     /// α `[m, d]` and β `[m]` for `m` queries `x`.
@@ -107,6 +124,7 @@ impl IrtNet {
         scratch: &mut Scratch,
         threads: usize,
     ) {
+        self.expert_weights(x, m, scratch, threads);
         if self.sparse() {
             self.mixture_sparse(x, m, scratch, threads);
         } else {
@@ -133,6 +151,28 @@ impl IrtNet {
                 *ai = ri + bi;
             }
             *b = row[d] + self.b_head[d];
+        }
+    }
+
+    /// `scratch.gate_w[m, E]`: every row's expert weights (1 for shared experts).
+    fn expert_weights(&self, x: &[f32], m: usize, scratch: &mut Scratch, threads: usize) {
+        let (e, r) = (self.n_shared + self.n_routed, self.n_routed);
+        resize(&mut scratch.gate_w, m * e);
+        let Some(g) = &self.gate else {
+            scratch.gate_w.fill(1.0);
+            return;
+        };
+        resize(&mut scratch.gate_logits, m * r);
+        let xm = Mat::new(x, m, self.embed_dim);
+        let all = 0..g.panels().len();
+        matmul_packed(xm, g, 0, all, &mut scratch.gate_logits, r, false, threads);
+        let rows = scratch.gate_logits.chunks_exact_mut(r);
+        for (gl, wrow) in rows.zip(scratch.gate_w.chunks_exact_mut(e)) {
+            for (gi, b) in gl.iter_mut().zip(&self.b_gate) {
+                *gi += b;
+            }
+            let sb = &self.selection_bias;
+            gate_weights(gl, sb, self.top_k, self.n_shared, wrow, &mut scratch.order);
         }
     }
 }

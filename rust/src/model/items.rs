@@ -6,7 +6,7 @@ use super::irtnet::IrtNet;
 use super::jeirt::JeIrt;
 use super::mf::Mf;
 use super::Scratch;
-use crate::linalg::Layout;
+use crate::kernels::Dtype;
 use crate::weights::{Config, Method, Weights};
 
 /// One method's repacked item network.
@@ -19,10 +19,9 @@ pub(crate) enum ItemNet {
 
 impl ItemNet {
     /// Takes the item-network tensors out of validated weights (θ and b stay in `w`).
-    pub fn new(cfg: &Config, w: &mut Weights) -> ItemNet {
-        // [in, out] storage: measured 2-4× faster than PyTorch's [out, in] for 2-128 queries
-        // (no repacking of the weights per call) and no slower for large batches.
-        let layout = Layout::InOut;
+    pub fn new(cfg: &Config, w: &mut Weights, dtype: Dtype) -> ItemNet {
+        // Large matrices packed in column panels (kernels::Packed): contiguous reads, no
+        // repacking per call; `dtype` is their storage.
         let (dm, d) = (cfg.embed_dim, cfg.d);
         match cfg.method {
             Method::IrtNet {
@@ -32,12 +31,10 @@ impl ItemNet {
                 n_routed,
                 top_k,
             } => ItemNet::IrtNet(IrtNet::new(
-                w, dm, d, hidden_dim, expert_dim, n_shared, n_routed, top_k, layout,
+                w, dm, d, hidden_dim, expert_dim, n_shared, n_routed, top_k, dtype,
             )),
-            Method::Mf => ItemNet::Mf(Mf::new(w, dm, d, layout)),
-            Method::JeIrt { hidden_dim } => {
-                ItemNet::JeIrt(JeIrt::new(w, dm, d, hidden_dim, layout))
-            }
+            Method::Mf => ItemNet::Mf(Mf::new(w, dm, d, dtype)),
+            Method::JeIrt { hidden_dim } => ItemNet::JeIrt(JeIrt::new(w, dm, d, hidden_dim, dtype)),
         }
     }
 
@@ -45,8 +42,17 @@ impl ItemNet {
     pub fn n_weights(&self) -> usize {
         match self {
             ItemNet::IrtNet(n) => n.n_weights(),
-            ItemNet::Mf(n) => n.w.len(),
-            ItemNet::JeIrt(n) => n.w1.len() + n.w2.len(),
+            ItemNet::Mf(n) => n.w.n_weights(),
+            ItemNet::JeIrt(n) => n.w1.n_weights() + n.w2.n_weights(),
+        }
+    }
+
+    /// Bytes one pass streams (as stored, panel padding included).
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            ItemNet::IrtNet(n) => n.weight_bytes(),
+            ItemNet::Mf(n) => n.w.bytes(),
+            ItemNet::JeIrt(n) => n.w1.bytes() + n.w2.bytes(),
         }
     }
 

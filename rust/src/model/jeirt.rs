@@ -1,7 +1,8 @@
 //! JE-IRT as an item network: an MLP whose output's direction is α and norm is β.
 
 use super::{resize, Scratch};
-use crate::linalg::{matmul, to_layout, Layout, Mat, W};
+use crate::kernels::{matmul_packed, Dtype, Packed};
+use crate::linalg::Mat;
 use crate::weights::Weights;
 
 #[derive(Debug)]
@@ -9,31 +10,23 @@ pub(crate) struct JeIrt {
     pub embed_dim: usize,
     pub d: usize,
     pub hidden: usize,
-    /// `[H, D]` and `[d, H]` logical, stored in `layout`.
-    pub w1: Vec<f32>,
+    /// `[H, D]` and `[d, H]` logical, packed.
+    pub w1: Packed,
     pub b1: Vec<f32>,
-    pub w2: Vec<f32>,
+    pub w2: Packed,
     pub b2: Vec<f32>,
-    pub layout: Layout,
 }
 
 impl JeIrt {
-    pub fn new(
-        w: &mut Weights,
-        embed_dim: usize,
-        d: usize,
-        hidden: usize,
-        layout: Layout,
-    ) -> JeIrt {
+    pub fn new(w: &mut Weights, embed_dim: usize, d: usize, hidden: usize, dtype: Dtype) -> JeIrt {
         JeIrt {
             embed_dim,
             d,
             hidden,
-            w1: to_layout(w.take("mlp.w1"), hidden, embed_dim, layout),
+            w1: Packed::from_out_in(w.tensor("mlp.w1"), hidden, embed_dim, dtype),
             b1: w.take("mlp.b1"),
-            w2: to_layout(w.take("mlp.w2"), d, hidden, layout),
+            w2: Packed::from_out_in(w.tensor("mlp.w2"), d, hidden, dtype),
             b2: w.take("mlp.b2"),
-            layout,
         }
     }
 
@@ -48,9 +41,13 @@ impl JeIrt {
     ) {
         let (dm, d, h) = (self.embed_dim, self.d, self.hidden);
         resize(&mut scratch.hidden, m * h);
-        matmul(
-            Mat::new(x, m, dm),
-            W::new(&self.w1, h, dm, self.layout),
+        let xm = Mat::new(x, m, dm);
+        let all1 = 0..self.w1.panels().len();
+        matmul_packed(
+            xm,
+            &self.w1,
+            0,
+            all1,
             &mut scratch.hidden,
             h,
             false,
@@ -61,14 +58,9 @@ impl JeIrt {
                 *v = (*v + bi).max(0.0);
             }
         }
-        matmul(
-            Mat::new(&scratch.hidden, m, h),
-            W::new(&self.w2, d, h, self.layout),
-            alpha,
-            d,
-            false,
-            threads,
-        );
+        let hm = Mat::new(&scratch.hidden, m, h);
+        let all2 = 0..self.w2.panels().len();
+        matmul_packed(hm, &self.w2, 0, all2, alpha, d, false, threads);
         for (a, be) in alpha.chunks_exact_mut(d).zip(beta.iter_mut()) {
             let mut norm2 = 0.0f32;
             for (ai, bi) in a.iter_mut().zip(&self.b2) {

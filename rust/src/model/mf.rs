@@ -1,32 +1,31 @@
 //! EmbedLLM matrix factorisation as an item network: α = scale ⊙ (proj·v + b), β = −out.bias.
 
-use crate::linalg::{matmul, to_layout, Layout, Mat, W};
+use crate::kernels::{matmul_packed, Dtype, Packed};
+use crate::linalg::Mat;
 use crate::weights::Weights;
 
 #[derive(Debug)]
 pub(crate) struct Mf {
     pub embed_dim: usize,
     pub d: usize,
-    /// `[d, D]` logical, stored in `layout`; `[d]`.
-    pub w: Vec<f32>,
+    /// `[d, D]` logical, packed; `[d]`.
+    pub w: Packed,
     pub b: Vec<f32>,
     /// `out.weight[0]`, `[d]`.
     pub scale: Vec<f32>,
     /// `−out.bias`.
     pub beta: f32,
-    pub layout: Layout,
 }
 
 impl Mf {
-    pub fn new(w: &mut Weights, embed_dim: usize, d: usize, layout: Layout) -> Mf {
+    pub fn new(w: &mut Weights, embed_dim: usize, d: usize, dtype: Dtype) -> Mf {
         Mf {
             embed_dim,
             d,
-            w: to_layout(w.take("proj.weight"), d, embed_dim, layout),
+            w: Packed::from_out_in(w.tensor("proj.weight"), d, embed_dim, dtype),
             b: w.take("proj.bias"),
             scale: w.take("out.weight"),
             beta: -w.tensor("out.bias").first().copied().unwrap_or(0.0),
-            layout,
         }
     }
 
@@ -39,9 +38,12 @@ impl Mf {
         threads: usize,
     ) {
         let (dm, d) = (self.embed_dim, self.d);
-        matmul(
+        let all = 0..self.w.panels().len();
+        matmul_packed(
             Mat::new(x, m, dm),
-            W::new(&self.w, d, dm, self.layout),
+            &self.w,
+            0,
+            all,
             alpha,
             d,
             false,

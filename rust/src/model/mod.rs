@@ -14,6 +14,7 @@ mod mf;
 
 use std::sync::Arc;
 
+use crate::kernels::Dtype;
 use crate::linalg::{matmul, Layout, Mat, W};
 use crate::weights::{Answers, Config, Embedder, LlmInfo, Prior, Weights};
 use items::ItemNet;
@@ -45,6 +46,7 @@ pub struct Model {
     theta: Vec<f32>,
     /// `[n_llms]`, zeros when the config has no per-LLM bias.
     llm_bias: Vec<f32>,
+    dtype: Dtype,
 }
 
 /// Per-call working memory for a chunk of queries; reused across chunks.
@@ -55,15 +57,28 @@ pub struct Scratch {
     heads: Vec<f32>,
     alpha: Vec<f32>,
     beta: Vec<f32>,
+    /// `[m, E]` expert weights, `[m, R]` gate logits.
     gate_w: Vec<f32>,
+    gate_logits: Vec<f32>,
     order: Vec<usize>,
+    /// The sparse pass's per-expert rows, inputs, hidden units and outputs.
+    rows: Vec<usize>,
+    xe: Vec<f32>,
+    he: Vec<f32>,
+    oe: Vec<f32>,
 }
 
 impl Model {
-    /// Repacks validated weights for inference.
-    pub fn new(mut w: Weights) -> Model {
+    /// Packs validated weights for inference, exactly (f32).
+    pub fn new(w: Weights) -> Model {
+        Model::with_dtype(w, Dtype::F32)
+    }
+
+    /// Packs validated weights for inference, the item network's large matrices stored in
+    /// `dtype` (bf16 halves the bytes a batch streams; sums stay f32).
+    pub fn with_dtype(mut w: Weights, dtype: Dtype) -> Model {
         let cfg = w.config.clone();
-        let items = ItemNet::new(&cfg, &mut w);
+        let items = ItemNet::new(&cfg, &mut w, dtype);
         let llm_bias = if cfg.llm_bias {
             w.take("llm_bias")
         } else {
@@ -82,7 +97,18 @@ impl Model {
             answers: w.answers.take().map(Arc::new),
             config: cfg,
             items: Arc::new(items),
+            dtype,
         }
+    }
+
+    /// Storage of the item network's large matrices.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// Bytes of weights one forward pass streams (the memory floor of a batch of one).
+    pub fn weight_bytes(&self) -> usize {
+        self.items.weight_bytes() + 4 * self.theta.len()
     }
 
     /// Number of f32 weights the forward pass reads per query batch.

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 use crate::error::Error;
 use crate::infer::{Engine, RouteSpec, Rule};
+use crate::kernels::Dtype;
 use crate::weights::{Answers, Method};
 
 /// A model loaded from a weights file, held in Rust. Arrays must be C-contiguous float32
@@ -67,6 +68,8 @@ impl PyEngine {
     /// Args:
     ///     path: the .safetensors file written by `training.export.save_model`.
     ///     threads: worker threads (default: every available core).
+    ///     dtype: storage of the large weight matrices, "f32" (exact) or "bf16" (half the
+    ///         bytes; f32 sums).
     ///
     /// Returns:
     ///     Engine
@@ -74,17 +77,50 @@ impl PyEngine {
     /// Raises:
     ///     FileNotFoundError: no such file.
     ///     irt_fast.errors.WeightsFormatError: corrupt, truncated, other version, bad tensor.
+    ///     irt_fast.errors.InputError: an unknown dtype.
     #[staticmethod]
-    #[pyo3(signature = (path, threads=None))]
-    fn load(py: Python<'_>, path: PathBuf, threads: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    #[pyo3(signature = (path, threads=None, dtype="f32"))]
+    fn load(
+        py: Python<'_>,
+        path: PathBuf,
+        threads: Option<&Bound<'_, PyAny>>,
+        dtype: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
         let threads = match threads {
             None => None,
             Some(t) => Some(t.extract::<usize>().map_err(|_| {
                 Error::Input(format!("threads must be a positive integer, got {t}"))
             })?),
         };
-        let inner = py.detach(|| Engine::load(&path, threads))?;
+        let dtype = match dtype.extract::<String>().as_deref() {
+            Ok("f32" | "float32") => Dtype::F32,
+            Ok("bf16" | "bfloat16") => Dtype::Bf16,
+            _ => {
+                return Err(
+                    Error::Input(format!("dtype must be 'f32' or 'bf16', got {dtype}")).into(),
+                )
+            }
+        };
+        let inner = py.detach(|| Engine::load_with(&path, threads, dtype))?;
         Ok(PyEngine { inner })
+    }
+
+    /// Storage of the large weight matrices: "f32" or "bf16".
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.inner.model.dtype().name()
+    }
+
+    /// Bytes of weights one forward pass streams (its memory floor at batch 1).
+    #[getter]
+    fn weight_bytes(&self) -> usize {
+        self.inner.model.weight_bytes()
+    }
+
+    /// The few-row kernel family this CPU runs: "avx2+fma" or "scalar".
+    #[getter]
+    fn kernel(&self) -> &'static str {
+        crate::kernels::kernel_name()
     }
 
     /// LLM names, in θ row order.
