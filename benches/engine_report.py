@@ -184,7 +184,7 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
         if "error" in text:
             derived.append(f"- text → route at batch 1: not measured ({text['error']}).")
         else:
-            tt = text["times"][1]["median"]
+            tt = next(iter(text["times"].values()))["median"]
             derived.append(
                 f"- text → route at batch 1 (m2v-mpnet-256 + engine f32, public "
                 f"`route([text])`): {1 / tt:,.0f} texts/s (median {fmt_t(tt)}; goal ≥ 1,000)."
