@@ -16,7 +16,15 @@ class Engine:
     """A model loaded from a weights file, held in Rust."""
 
     @staticmethod
-    def load(path: str | PathLike[str], threads: int | None = None) -> Engine: ...
+    def load(
+        path: str | PathLike[str], threads: int | None = None, dtype: str = "f32"
+    ) -> Engine: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def weight_bytes(self) -> int: ...
+    @property
+    def kernel(self) -> str: ...
     def with_llms(
         self,
         names: list[str],

@@ -11,6 +11,8 @@ use crate::weights::{Config, Method, Weights};
 
 /// One method's repacked item network.
 #[derive(Debug)]
+// built once per model and held in an Arc: the variants' size difference costs nothing
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum ItemNet {
     IrtNet(IrtNet),
     Mf(Mf),
