@@ -341,9 +341,7 @@ class Model(PoolMixin):
         return pl.DataFrame(rows)
 
 
-def load(
-    path: str | os.PathLike[str], *, threads: int | None = None, dtype: str = "f32"
-) -> Model:
+def load(path: str | os.PathLike[str], *, threads: int | None = None, dtype: str = "f32") -> Model:
     """Load a weights file (format v1 or v2) into the Rust engine.
 
     Args:
