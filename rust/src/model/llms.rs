@@ -81,6 +81,7 @@ impl Model {
             prior: self.prior.clone(),
             answers: answers.map(Arc::new),
             items: Arc::clone(&self.items),
+            dtype: self.dtype,
             theta,
             llm_bias: bias,
         })
