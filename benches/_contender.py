@@ -54,6 +54,7 @@ def run_rust(dtype: str, path: str, batches: list[int], reps: int) -> dict:
         return {"error": f"irt_fast.load does not take dtype: {e}"}
     x = queries(max(batches))
     out = {"weight_bytes": _weight_bytes(model, dtype), "times": {}}
+    out["kernel"] = getattr(model._engine, "kernel", "unknown")
     for b in batches:
         xb = x[:b]
         out["times"][b] = _time(lambda xb=xb: model.route(xb), _reps(reps, b))
@@ -119,7 +120,8 @@ def run_text(path: str, reps: int) -> dict:
 
 def make_models(out_dir: str) -> dict:
     """Reference-size IrtNets (random weights: speed does not depend on their values): dense,
-    top-2 of 39, and a 256-wide one for the m2v text path when that embedder is built."""
+    top-2 of 39, and a top-2 256-wide one (the recommended production configuration) for the
+    m2v text path when that embedder is built."""
     import torch
 
     from training.export import save_model
@@ -133,7 +135,7 @@ def make_models(out_dir: str) -> dict:
         from irt_fast import models
 
         if models.kind_of(models.resolve(text_embedder)) is not None:
-            specs["text"] = ({"embed_dim": 256}, text_embedder, 256)
+            specs["text"] = ({"embed_dim": 256, "top_k": 2}, text_embedder, 256)
     except Exception as e:  # noqa: BLE001 - any failure only means: no text row
         paths["text_error"] = f"{text_embedder} not available ({e})"
     for key, (kw, emb, dim) in specs.items():

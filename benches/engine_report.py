@@ -66,7 +66,7 @@ def run(args: list[str], timeout: float = 900) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def measure(paths: dict, batches: list[int], reps: int, rounds: int, log) -> dict:
+def measure(paths: dict, batches: list[int], reps: int, rounds: int, info: dict, log) -> dict:
     """{label: {"times": {batch: [round medians]}, "mins": {...}, "weight_bytes": int}}"""
     res: dict[str, dict] = {label: {"times": {}, "mins": {}} for label, _, _ in CONTENDERS}
     arg_b = ",".join(map(str, batches))
@@ -81,6 +81,7 @@ def measure(paths: dict, batches: list[int], reps: int, rounds: int, log) -> dic
                 continue
             if "weight_bytes" in out:
                 res[label]["weight_bytes"] = out["weight_bytes"]
+                info["kernel"] = out.get("kernel", "unknown")
             for b, t in out["times"].items():
                 res[label]["times"].setdefault(int(b), []).append(t["median"])
                 res[label]["mins"].setdefault(int(b), []).append(t["min"])
@@ -113,7 +114,8 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
     lines += [
         "",
         f"Machine: {info['cpu']}, {os.cpu_count()} logical CPUs; flags: "
-        f"{', '.join(info['flags']) or 'none of ' + ', '.join(FLAGS)}. 2 threads per contender, "
+        f"{', '.join(info['flags']) or 'none of ' + ', '.join(FLAGS)}; engine few-row kernel "
+        f"{info.get('kernel', 'unknown')}. 2 threads per contender, "
         f"each contender in its own process, {info['rounds']} alternating rounds "
         f"(median of round medians). Load average start {info['load_start']:.2f}, "
         f"end {info['load_end']:.2f}. Command: `{info['command']}`.",
@@ -152,7 +154,8 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
             lines.append(f"- {lab}: {res[lab]['error']}")
     derived = []
     if bw and 1 in batches:
-        for lab in ("rust f32", "rust bf16", "rust top-2 bf16"):
+        # dense only: a sparse pass reads just the selected experts' weights
+        for lab in ("rust f32", "rust bf16"):
             r = res.get(lab, {})
             if 1 in r.get("times", {}) and r.get("weight_bytes"):
                 floor = r["weight_bytes"] / (bw * 1e9)
@@ -186,7 +189,7 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
         else:
             tt = next(iter(text["times"].values()))["median"]
             derived.append(
-                f"- text → route at batch 1 (m2v-mpnet-256 + engine f32, public "
+                f"- text → route at batch 1 (m2v-mpnet-256 + engine f32, top-2 of 39, public "
                 f"`route([text])`): {1 / tt:,.0f} texts/s (median {fmt_t(tt)}; goal ≥ 1,000)."
             )
     return "\n".join(lines + ([""] + derived if derived else [])) + "\n"
@@ -213,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"cannot build the reference models: {paths['error']}")
         info["flop_per_query"] = _flop_per_query(paths["dense"])
         log(f"contenders: {rounds} rounds × {len(CONTENDERS)} ...")
-        res = measure(paths, batches, reps, rounds, log)
+        res = measure(paths, batches, reps, rounds, info, log)
         text = None
         if "text" in paths:
             log("text → route ...")
