@@ -68,8 +68,8 @@ impl PyEngine {
     /// Args:
     ///     path: the .safetensors file written by `training.export.save_model`.
     ///     threads: worker threads (default: every available core).
-    ///     dtype: storage of the large weight matrices, "f32" (exact) or "bf16" (half the
-    ///         bytes; f32 sums).
+    ///     dtype: storage of the large weight matrices, "f32" (exact, also None) or "bf16"
+    ///         (half the bytes; f32 sums).
     ///
     /// Returns:
     ///     Engine
@@ -79,12 +79,12 @@ impl PyEngine {
     ///     irt_fast.errors.WeightsFormatError: corrupt, truncated, other version, bad tensor.
     ///     irt_fast.errors.InputError: an unknown dtype.
     #[staticmethod]
-    #[pyo3(signature = (path, threads=None, dtype="f32"))]
+    #[pyo3(signature = (path, threads=None, dtype=None))]
     fn load(
         py: Python<'_>,
         path: PathBuf,
         threads: Option<&Bound<'_, PyAny>>,
-        dtype: &Bound<'_, PyAny>,
+        dtype: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let threads = match threads {
             None => None,
@@ -92,13 +92,12 @@ impl PyEngine {
                 Error::Input(format!("threads must be a positive integer, got {t}"))
             })?),
         };
-        let dtype = match dtype.extract::<String>().as_deref() {
-            Ok("f32" | "float32") => Dtype::F32,
-            Ok("bf16" | "bfloat16") => Dtype::Bf16,
-            _ => {
-                return Err(
-                    Error::Input(format!("dtype must be 'f32' or 'bf16', got {dtype}")).into(),
-                )
+        let dtype = match dtype.map(|d| (d, d.extract::<String>())) {
+            None => Dtype::F32,
+            Some((_, Ok(s))) if s == "f32" || s == "float32" => Dtype::F32,
+            Some((_, Ok(s))) if s == "bf16" || s == "bfloat16" => Dtype::Bf16,
+            Some((d, _)) => {
+                return Err(Error::Input(format!("dtype must be 'f32' or 'bf16', got {d}")).into())
             }
         };
         let inner = py.detach(|| Engine::load_with(&path, threads, dtype))?;
