@@ -35,7 +35,17 @@ def test_evaluate_quick_end_to_end(tmp_path: Path) -> None:
         assert (out / "models" / f"{m}.safetensors").exists()
     res = json.loads((out / "results.json").read_text())
     methods = res["methods"]
-    assert set(methods) == {"irtnet", "mlp", "mf", "jeirt", "knn", "prior", "single_best", "oracle"}
+    assert set(methods) == {
+        "irtnet",
+        "mlp",
+        "mf",
+        "jeirt",
+        "knn",
+        "irt2pl",
+        "prior",
+        "single_best",
+        "oracle",
+    }
     n_test = res["setup"]["sizes"]["test"]["queries"]
     for name, m in methods.items():
         t = m["test"]
@@ -110,7 +120,7 @@ def test_evaluate_two_seeds_costs_and_curve_reuse(tmp_path: Path) -> None:
         )
         assert len(res["training_size_curve"][name]["80"]) == 2
     cc = res["cost_curve"]
-    assert set(cc["curves"]) == {"irtnet", "mf", "knn"}
+    assert set(cc["curves"]) == {"irtnet", "mf", "knn", "irt2pl"}
     for pts in cc["curves"].values():
         assert pts[0]["lam"] == 0.0
         assert pts[-1]["cost"] <= pts[0]["cost"]

@@ -25,6 +25,7 @@ import numpy as np
 from training import baselines, decision
 from training.eval_rules import cost_section, decision_rules
 from training.eval_stats import bootstrap_all, mean_over_seeds, point_metrics, seed_metrics
+from training.irt2pl import irt2pl_predictions
 from training.metrics import MISSING, route_choices
 from training.presets import model_config
 from training.report import (
@@ -148,13 +149,16 @@ def train_methods(run: EvalRun, methods: list[str]) -> None:
                 "seed": s, "best_epoch": fit.best_epoch, "epochs_run": len(fit.history),
                 "seconds_per_epoch": fit.seconds_per_epoch,
                 "train_seconds": time.perf_counter() - t1, "history": fit.history,
+                "recipe": fit.recipe,
             })  # fmt: skip
             if s == run.seeds[0]:
                 # The first seed's model is exported and served by the Rust engine.
                 path = run.out / "models" / f"{method}.safetensors"
                 save_model(
                     model.cpu(), path, llm_names=list(run.ds.llm_names), embedder=emb_info,
-                    training={"seed": s, "method": method, "best_epoch": fit.best_epoch},
+                    training={"seed": s, "method": method, "best_epoch": fit.best_epoch,
+                              "recipe": fit.recipe},
+                    n_answers=np.bincount(run.tr.llm, minlength=len(run.ds.llm_names)).tolist(),
                 )  # fmt: skip
                 model.to(run.device)
                 run.res["training"][method] = {
@@ -177,6 +181,13 @@ def reference_routers(run: EvalRun) -> None:
     run.entries["knn"] = {"P": [baselines.knn_predict(tr.emb, Ytr, te.emb, [k])[k]]}
     run.val_P["knn"] = [baselines.knn_predict(tr.emb, Ytr, va.emb, [k])[k]]
     run.bar.update(1)
+    # The classical baseline for this shape: free per-question 2PL on the training questions,
+    # unseen questions take the item parameters of their nearest training questions (issue 11).
+    run.bar.set_postfix_str("free-item 2PL")
+    P2, Pv2, info2 = irt2pl_predictions(tr, va, te, seed=run.args.seed)
+    run.res["irt2pl"] = info2
+    run.entries["irt2pl"] = {"P": [P2]}
+    run.val_P["irt2pl"] = [Pv2]
     run.entries["prior"] = {"P": [baselines.prior_matrix(Ytr, te.n_queries)]}
     for e in run.entries.values():
         e["choices"] = [route_choices(P, Yte) for P in e["P"]]
@@ -237,7 +248,7 @@ def rules_and_costs(run: EvalRun, methods: list[str], costs: np.ndarray | None) 
         name: decision_rules(
             run.entries[name]["P"], run.val_P[name], Yte, run.Yva, run.prior, run.rank, sb, orc
         )
-        for name in [*methods, "knn"]
+        for name in [*methods, "knn", "irt2pl"]
     }
     if costs is not None:
         res["cost_curve"] = cost_section(costs, run.args.costs, run.entries, Yte, run.rank)

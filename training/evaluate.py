@@ -108,7 +108,7 @@ def choose_split(args: argparse.Namespace, ds: Any) -> dict[str, np.ndarray]:
 def _defaults(args: argparse.Namespace) -> None:
     q = args.quick
     for name, quick, full in (
-        ("epochs", 5, 30), ("lr", 3e-3, 3e-4), ("n_boot", 200, 1000), ("seeds", 1, 2),
+        ("epochs", 5, 30), ("lr", 3e-3, None), ("n_boot", 200, 1000), ("seeds", 1, 2),
         ("curve_seeds", 1, 2), ("curve_sizes", "200,full", "1000,2000,full"),
     ):  # fmt: skip
         if getattr(args, name) is None:

@@ -27,6 +27,7 @@ import torch
 from irt_fast.embed import DEFAULT_EMBEDDER
 from irt_fast.errors import InputError
 from irt_fast.splits import write_split_file
+from training import defaults
 from training.baselines import unit_rows
 from training.configs import ModelConfig
 from training.export import atomic_write, save_model
@@ -70,7 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-llm-bias", action="store_true", help="drop the per-LLM offset")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--lr", type=float, default=None, help="Adam lr (paper: 1e-4; --demo: 3e-3)")
+    t.add_argument(
+        "--lr", type=float, default=None,
+        help="Adam lr (default: chosen from the data by training.defaults; --demo: 3e-3)",
+    )  # fmt: skip
+    t.add_argument(
+        "--stop-metric", choices=["logloss", "accuracy"], default=None,
+        help="validation metric for early stopping and the plateau schedule (default: logloss)",
+    )  # fmt: skip
+    t.add_argument(
+        "--preset", choices=["paper", "reduced", "small"], default=None,
+        help="item-network size (default: from the number of training questions)",
+    )  # fmt: skip
+    t.add_argument(
+        "--old-recipe", action="store_true",
+        help="the recipe before issue 11: lr 1e-4, accuracy stopping, paper sizes",
+    )  # fmt: skip
     t.add_argument("--dropout", type=float, default=None, help="expert dropout (paper: 0.5)")
     t.add_argument("--weight-decay", type=float, default=1e-4)
     t.add_argument("--noise", type=float, default=0.05)
@@ -86,10 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def model_config(args: argparse.Namespace, embed_dim: int, n_llms: int) -> ModelConfig:
+def choose_preset(args: argparse.Namespace, train: Any, n_llms: int) -> defaults.Choice:
+    """The item-network size: --preset, the demo's, or chosen from the training questions."""
+    if args.demo and args.preset is None:
+        return defaults.Choice("small", "demo", "--demo: sized for the small synthetic problem")
+    shape = defaults.Shape(train.n_queries, n_llms, train.n_pairs, args.batch_queries)
+    return defaults.resolve(shape, old=args.old_recipe, preset=args.preset)["preset"]
+
+
+def model_config(
+    args: argparse.Namespace, embed_dim: int, n_llms: int, preset: str = "paper"
+) -> ModelConfig:
     return preset_config(
         args.method,
-        "small" if args.demo else "paper",
+        preset,
         embed_dim=embed_dim,
         n_llms=n_llms,
         llm_bias=not args.no_llm_bias,
@@ -106,7 +132,9 @@ def model_config(args: argparse.Namespace, embed_dim: int, n_llms: int) -> Model
 def options_from_args(args: argparse.Namespace, out: Path) -> TrainOptions:
     return TrainOptions(
         epochs=args.epochs,
-        lr=args.lr if args.lr is not None else (3e-3 if args.demo else 1e-4),
+        lr=args.lr if args.lr is not None else (3e-3 if args.demo else None),
+        stop_metric=args.stop_metric,
+        old_recipe=args.old_recipe,
         weight_decay=args.weight_decay,
         noise_std=args.noise,
         batching=args.batching,
@@ -226,9 +254,10 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     print(ds.summary(), file=sys.stderr)
     split = make_split(args, ds)
     mats = matrices(ds, split)
-    cfg = model_config(args, int(ds.embeddings.shape[1]), ds.n_llms)
+    preset = choose_preset(args, mats["train"], ds.n_llms)
+    cfg = model_config(args, int(ds.embeddings.shape[1]), ds.n_llms, preset.value)
     return {"ds": ds, "truth": truth, "emb_info": emb_info, "split": split, "mats": mats,
-            "cfg": cfg}  # fmt: skip
+            "cfg": cfg, "preset": preset}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,7 +317,10 @@ def train_and_write(
         metrics[name]["prior"] = prior_metrics(mats["train"], m, b)
     if run["truth"] is not None:
         metrics["demo_truth_recovery"] = demo_report(fit.model, ds, run["truth"], device)
+    recipe = {**fit.recipe, "choices": {**fit.recipe["choices"], "preset": asdict(run["preset"])}}
+    metrics["recipe"] = recipe
     training_meta = {
+        "recipe": recipe,
         "seed": args.seed,
         "data": str(args.data) if args.data else "synthetic",
         "best_epoch": fit.best_epoch,
@@ -300,6 +332,7 @@ def train_and_write(
         llm_names=list(ds.llm_names),
         embedder=run["emb_info"],
         training=training_meta,
+        n_answers=np.bincount(mats["train"].llm, minlength=ds.n_llms).tolist(),
     )
     write_split_file(run["split"], tmp / "split.csv")
     atomic_write(

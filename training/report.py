@@ -20,6 +20,7 @@ LABEL = {
     "mf": "EmbedLLM MF",
     "jeirt": "JE-IRT",
     "knn": "KNN",
+    "irt2pl": "free-item 2PL IRT",
     "prior": "per-LLM prior",
     "single_best": "single-best LLM",
     "oracle": "oracle",
