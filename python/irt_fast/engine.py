@@ -230,7 +230,7 @@ class Model(PoolMixin):
             if lam is not None:
                 rule, param = "penalty", inputs.real("lam", lam)
             else:
-                rule, param = "margin", inputs.real("margin", margin)
+                rule, param = "within_best", inputs.real("margin", margin)
         q = self._queries(x, embedder)
         choice, proba = self._engine.route(q, idx, costs, rule, param)
         indices = choice.astype(np.int64)

@@ -249,8 +249,7 @@ impl PyEngine {
         let rule = match rule {
             "best" => Rule::Best,
             "penalty" => Rule::Penalty(param),
-            // "margin" is the name irt_fast.Model.route passes (its keyword is margin=)
-            "within_best" | "margin" => Rule::WithinOfBest(param),
+            "within_best" => Rule::WithinOfBest(param),
             other => {
                 return Err(Error::Input(format!(
                     "rule must be \"best\", \"penalty\" or \"within_best\", got {other:?}"
