@@ -255,3 +255,18 @@ def test_registry_resolves_once_per_call(monkeypatch, tmp_path):
     monkeypatch.setattr("irt_fast.embed.resolve", counting)
     embed_texts(["a", "b"], tmp_path / "s", progress=False)
     assert len(calls) == 1
+
+
+def test_found_ids_are_remembered_until_their_folder_changes(models_home, no_network):
+    """One-text routing resolved the file's embedder id through the models directory on every
+    call (~1 ms); found specs are kept, and a removed folder is noticed (one stat)."""
+    import shutil
+
+    built = tiny_static(models_home / "m2v-mpnet-256")
+    first = embedders.resolve("m2v-mpnet-256", from_file=True)
+    assert embedders.resolve("m2v-mpnet-256", from_file=True) is first  # remembered
+    shutil.rmtree(built)
+    with pytest.raises(EmbedderError, match="not built"):
+        embedders.resolve("m2v-mpnet-256", from_file=True)
+    tiny_static(built)
+    assert embedders.resolve("m2v-mpnet-256", from_file=True).target == str(built)

@@ -183,17 +183,43 @@ def resolve(embedder: str | os.PathLike[str], *, from_file: bool = False) -> Spe
     if s in RESERVED:
         raise EmbedderError(f"{s!r} names no text embedder ({RESERVED[s]}); {_PASS_EXPLICITLY}")
     if from_file:
-        return _resolve_trusted_id(s)
+        return _cached(s, _resolve_trusted_id)
     p = Path(s).expanduser()
     if p.is_dir():
         rp = p.resolve()
         return Spec("local:" + str(rp), str(rp), kind_of(rp), True)
     if isinstance(embedder, os.PathLike) or _looks_like_path(s):
         raise EmbedderError(f"embedder directory {s!r} does not exist")
-    spec = _local_spec(s)
+    spec = _cached(s, _local_spec)
     if spec is not None:
         return spec
     return Spec(s if "/" in s else HUB_PREFIX + s, s, ST, False)
+
+
+# Resolving an id walks the models directory (is_dir, marker files): ~1 ms, as much as embedding
+# one text with the static embedder, so one-text routing paid it twice per call. Found specs are
+# kept, keyed by id and models directory, and re-checked by one stat of their folder's mtime.
+_FOUND: dict[tuple[str, str, Any], tuple[Spec, int]] = {}
+
+
+def _cached(s: str, find: Any) -> Any:
+    key = (s, str(models_dir()), find)
+    hit = _FOUND.get(key)
+    if hit is not None and _stamp(hit[0].target) == hit[1]:
+        return hit[0]
+    spec = find(s)
+    if spec is not None and spec.local:
+        stamp = _stamp(spec.target)
+        if stamp is not None:
+            _FOUND[key] = (spec, stamp)
+    return spec
+
+
+def _stamp(target: str) -> int | None:
+    try:
+        return os.stat(target).st_mtime_ns
+    except OSError:
+        return None
 
 
 def _local_spec(s: str) -> Spec | None:
