@@ -17,7 +17,7 @@ class Engine:
 
     @staticmethod
     def load(
-        path: str | PathLike[str], threads: int | None = None, dtype: str = "f32"
+        path: str | PathLike[str], threads: int | None = None, dtype: str | None = None
     ) -> Engine: ...
     @property
     def dtype(self) -> str: ...
