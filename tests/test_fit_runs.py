@@ -158,3 +158,31 @@ def test_out_holding_other_files_is_refused_before_any_work(tmp_path, monkeypatc
     with pytest.raises(InputError, match="notes.txt"):
         fit.main(["--demo", "--out", str(out), *SMALL])
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_cli_records_the_recipe_it_chose_from_the_data(tmp_path):
+    """training.fit leaves lr, stopping and size to the data unless told, and records every
+    choice (value, source, why) in metrics.json and the weights file (issue 11)."""
+    import json
+
+    data = _data(tmp_path)  # 120 questions: 96 training questions, 2 optimiser steps per epoch
+    out = tmp_path / "run"
+    assert fit.main(["--data", str(data), "--out", str(out), "--epochs", "1", "--quiet"]) == 0
+    rec = json.loads((out / "metrics.json").read_text())["recipe"]
+    ch = rec["choices"]
+    # lr = 3e-4 * sqrt(150 / steps per epoch): 2 steps of 64 questions here
+    assert ch["lr"]["source"] == "data" and ch["lr"]["value"] == pytest.approx(2.6e-3)
+    assert ch["stop_metric"] == {**ch["stop_metric"], "value": "logloss", "source": "data"}
+    assert ch["preset"]["value"] == "reduced" and ch["preset"]["source"] == "data"
+    meta = read_metadata(out / "model.safetensors")
+    assert meta["training"]["recipe"] == rec
+    import irt_fast
+
+    assert irt_fast.load(out / "model.safetensors").d == 64  # the reduced item network
+    # a flag wins and is recorded as the user's; --old-recipe gives the previous defaults
+    out2 = tmp_path / "run2"
+    args = ["--data", str(data), "--out", str(out2), "--quiet", "--old-recipe", *SMALL]
+    assert fit.main([*args, "--lr", "2e-4"]) == 0
+    ch2 = json.loads((out2 / "metrics.json").read_text())["recipe"]["choices"]
+    assert ch2["lr"] == {**ch2["lr"], "value": 2e-4, "source": "user"}
+    assert ch2["stop_metric"]["value"] == "accuracy" and ch2["preset"]["value"] == "paper"

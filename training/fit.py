@@ -317,7 +317,10 @@ def train_and_write(
         metrics[name]["prior"] = prior_metrics(mats["train"], m, b)
     if run["truth"] is not None:
         metrics["demo_truth_recovery"] = demo_report(fit.model, ds, run["truth"], device)
-    recipe = {**fit.recipe, "choices": {**fit.recipe["choices"], "preset": asdict(run["preset"])}}
+    choices = {**fit.recipe["choices"], "preset": asdict(run["preset"])}
+    if args.demo and args.lr is None:  # the demo's own lr, not the user's
+        choices["lr"] = {**choices["lr"], "source": "demo", "why": "--demo: sized for the demo"}
+    recipe = {**fit.recipe, "choices": choices}
     metrics["recipe"] = recipe
     training_meta = {
         "recipe": recipe,
