@@ -92,6 +92,36 @@ def test_query_major_loss_equals_row_loss():
     )
 
 
+@pytest.mark.parametrize("observed", [0.9, 0.05])
+def test_dense_and_gathered_pair_logits_agree_with_their_gradients(observed, monkeypatch):
+    """pair_logits reads the pairs from the dense [B, n_llms] block when they fill it, else
+    gathers θ and α per pair: both give the same logits and the same gradients."""
+    import training.model as tm
+
+    ds, _ = make_synthetic(n_llms=40, n_queries=60, embed_dim=16, observed=observed, seed=4)
+    m = random_split_matrices(ds)[0]
+    dm = DeviceMatrix(m, torch.device("cpu"))
+    v, pos, llm, y = dm.query_batch(torch.arange(m.n_queries))
+    out = {}
+    for fill in (1, 10**9):  # 1: never dense; 10**9: always dense
+        monkeypatch.setattr(tm, "DENSE_MIN_FILL", fill)
+        torch.manual_seed(0)
+        model = build_model(SMALL.with_(n_llms=40)).eval()
+        a, b = model.item_params(v)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            model.pair_logits(a, b, pos, llm), y
+        )
+        loss.backward()
+        out[fill] = (
+            loss.detach(),
+            model.theta.grad.clone(),
+            model.item_net.gate.weight.grad.clone(),
+        )
+    for x, z in zip(out[1], out[10**9], strict=True):
+        torch.testing.assert_close(x, z, rtol=1e-5, atol=1e-7)
+    assert out[1][1].abs().sum() > 0
+
+
 def test_fit_is_reproducible_on_cpu():
     ds, _ = make_synthetic(n_llms=6, n_queries=200, embed_dim=16, seed=1)
     tr, va, _ = random_split_matrices(ds)
