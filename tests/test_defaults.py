@@ -19,6 +19,7 @@ def test_mmlu_shape_keeps_the_reference_recipe():
     c = defaults.choose(MMLU)
     assert MMLU.steps_per_epoch == 151
     assert c["lr"].value == pytest.approx(3e-4, rel=0.01)
+    assert c["epochs"].value == 30
     assert c["preset"].value == "paper"
     assert c["stop_metric"].value == "logloss"
     assert all(ch.source == "data" for ch in c.values())
@@ -27,8 +28,10 @@ def test_mmlu_shape_keeps_the_reference_recipe():
 def test_leaderboard_shape_gets_a_larger_lr_and_a_smaller_network():
     c, m = defaults.choose(BOARD), defaults.choose(MMLU)
     assert BOARD.steps_per_epoch == 11
-    assert 9e-4 < c["lr"].value < 1.3e-3  # the issue found 1e-3 by hand
+    assert c["lr"].value == pytest.approx(3e-3)  # the issue found 1e-3 better than 1e-4 by hand
     assert c["lr"].value > 3 * m["lr"].value
+    # a cap of at least the optimiser steps of 30 MMLU-Pro epochs: 410 epochs, clipped at 300
+    assert c["epochs"].value == 300 > m["epochs"].value
     assert c["preset"].value == "reduced" != m["preset"].value
     assert "11 optimiser steps" in c["lr"].why
 
@@ -39,16 +42,23 @@ def test_lr_is_monotone_and_clipped():
     assert lrs[0] == defaults.LR_RANGE[1] and lrs[-1] == defaults.LR_RANGE[0]
 
 
+def test_epoch_cap_keeps_the_steps_and_is_clipped():
+    caps = {n: defaults.choose_epochs(Shape(n, 100, n * 100)).value for n in (10, 2000, 10**6)}
+    assert caps[10] == defaults.EPOCH_RANGE[1] and caps[10**6] == defaults.EPOCH_RANGE[0]
+    assert caps[2000] == 141  # 32 steps per epoch: ceil(30 * 150 / 32)
+
+
 def test_user_values_and_old_recipe_are_recorded():
     c = defaults.resolve(BOARD, lr=5e-4)
     assert c["lr"].value == 5e-4 and c["lr"].source == "user"
     assert c["preset"].source == "data"
     old = defaults.resolve(BOARD, old=True)
-    assert (old["lr"].value, old["stop_metric"].value, old["preset"].value) == (
+    assert (old["lr"].value, old["epochs"].value, old["stop_metric"].value) == (
         1e-4,
+        30,
         "accuracy",
-        "paper",
     )
+    assert old["preset"].value == "paper"
     rec = json.loads(json.dumps(defaults.record(c, BOARD)))  # JSON-serialisable
     assert rec["shape"]["steps_per_epoch"] == 11
     assert rec["choices"]["lr"] == {"value": 5e-4, "source": "user", "why": "set by the user"}
@@ -79,6 +89,12 @@ def test_loop_applies_and_records_the_recipe():
     want = defaults.choose_lr(Shape(tr.n_queries, 8, tr.n_pairs)).value
     assert ch["lr"]["value"] == want and fit.history[0]["lr"] == pytest.approx(want)
     assert fit.recipe["shape"]["n_train_queries"] == tr.n_queries
+    assert ch["epochs"] == {**ch["epochs"], "value": 2, "source": "user"}
+    capped = fit_model(cfg, tr, va, TrainOptions(patience=1, progress=False, device="cpu"))
+    cap = defaults.choose_epochs(Shape(tr.n_queries, 8, tr.n_pairs)).value
+    assert capped.recipe["choices"]["epochs"]["value"] == cap > 30
+    assert capped.recipe["choices"]["epochs"]["source"] == "data"
+    assert len(capped.history) <= cap
     old = fit_model(
         cfg, tr, va, TrainOptions(epochs=1, old_recipe=True, progress=False, device="cpu")
     )

@@ -170,8 +170,9 @@ def test_cli_records_the_recipe_it_chose_from_the_data(tmp_path):
     assert fit.main(["--data", str(data), "--out", str(out), "--epochs", "1", "--quiet"]) == 0
     rec = json.loads((out / "metrics.json").read_text())["recipe"]
     ch = rec["choices"]
-    # lr = 3e-4 * sqrt(150 / steps per epoch): 2 steps of 64 questions here
-    assert ch["lr"]["source"] == "data" and ch["lr"]["value"] == pytest.approx(2.6e-3)
+    # lr = 3e-4 * 150 / steps per epoch, at most 3e-3: 2 steps of 64 questions here
+    assert ch["lr"]["source"] == "data" and ch["lr"]["value"] == pytest.approx(3e-3)
+    assert ch["epochs"]["source"] == "user" and ch["epochs"]["value"] == 1
     assert ch["stop_metric"] == {**ch["stop_metric"], "value": "logloss", "source": "data"}
     assert ch["preset"]["value"] == "reduced" and ch["preset"]["source"] == "data"
     meta = read_metadata(out / "model.safetensors")

@@ -102,6 +102,7 @@ def engine_check(path: Path, model: Any, emb: np.ndarray, device: Any) -> dict[s
 def train_neural(run: EvalRun, method: str, seed: int, train: Any = None, what: str = "") -> Any:
     """Train one method with one seed (on ``train``, default the split's training matrix); the
     progress bar shows ``what`` and each epoch's validation accuracy."""
+    from training import defaults
     from training.loop import TrainOptions, fit_model
 
     args, bar = run.args, run.bar
@@ -110,9 +111,11 @@ def train_neural(run: EvalRun, method: str, seed: int, train: Any = None, what: 
         if bar is not None:
             acc = rec.get("val_accuracy")
             val = f" val acc {acc:.4f}" if acc is not None else ""
-            bar.set_postfix_str(f"{what} epoch {rec['epoch']}/{args.epochs}{val}")
+            bar.set_postfix_str(f"{what} epoch {rec['epoch']}{val}")
 
-    preset = "small" if args.quick else "paper"
+    # The item-network size as training.fit chooses it (the paper's on MMLU-Pro).
+    shape = defaults.Shape(run.tr.n_queries, run.ds.n_llms, run.tr.n_pairs, args.batch_queries)
+    preset = "small" if args.quick else defaults.choose_preset(shape).value
     cfg = model_config(
         method, preset, embed_dim=int(run.ds.embeddings.shape[1]), n_llms=run.ds.n_llms
     )

@@ -70,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--expert-dim", type=int, default=None, help="expert output (paper: 256)")
     m.add_argument("--no-llm-bias", action="store_true", help="drop the per-LLM offset")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument(
+        "--epochs", type=int, default=None,
+        help="most epochs (default: from the data, 30 on MMLU-Pro, up to 300 on few questions; "
+        "early stopping ends the run sooner)",
+    )  # fmt: skip
     t.add_argument(
         "--lr", type=float, default=None,
         help="Adam lr (default: chosen from the data by training.defaults; --demo: 3e-3)",
@@ -131,7 +135,7 @@ def model_config(
 
 def options_from_args(args: argparse.Namespace, out: Path) -> TrainOptions:
     return TrainOptions(
-        epochs=args.epochs,
+        epochs=args.epochs if args.epochs is not None else (30 if args.demo else None),
         lr=args.lr if args.lr is not None else (3e-3 if args.demo else None),
         stop_metric=args.stop_metric,
         old_recipe=args.old_recipe,
@@ -318,8 +322,9 @@ def train_and_write(
     if run["truth"] is not None:
         metrics["demo_truth_recovery"] = demo_report(fit.model, ds, run["truth"], device)
     choices = {**fit.recipe["choices"], "preset": asdict(run["preset"])}
-    if args.demo and args.lr is None:  # the demo's own lr, not the user's
-        choices["lr"] = {**choices["lr"], "source": "demo", "why": "--demo: sized for the demo"}
+    for key, flag in (("lr", args.lr), ("epochs", args.epochs)):
+        if args.demo and flag is None:  # the demo's own value, not the user's
+            choices[key] = {**choices[key], "source": "demo", "why": "--demo: sized for the demo"}
     recipe = {**fit.recipe, "choices": choices}
     metrics["recipe"] = recipe
     training_meta = {

@@ -245,7 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-queries", type=int, default=1000)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--seed", type=int, default=0, help="training and bootstrap seed")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="most epochs (default: from the data, training.defaults)",
+    )
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--threads", type=int, default=2, help="torch threads (at most 2)")

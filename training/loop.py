@@ -35,12 +35,12 @@ from training.model import IrtModel, IrtNetConfig, ThetaInit, build_model
 
 @dataclass
 class TrainOptions:
-    """The training recipe. ``lr`` and ``stop_metric`` left at None are chosen from the data
-    by ``training.defaults`` (``old_recipe=True``: the pre-issue-11 values, lr 1e-4 and accuracy
-    stopping); ``FitResult.recipe`` records every choice and why. θ's initialisation and prior:
+    """The training recipe. ``lr``, ``epochs`` and ``stop_metric`` left at None are chosen from
+    the data by ``training.defaults`` (``old_recipe=True``: the pre-issue-11 values, lr 1e-4, 30
+    epochs and accuracy stopping); ``FitResult.recipe`` records every choice and why. θ's initialisation and prior:
     see README "Sparse pools and the prior floor"."""
 
-    epochs: int = 30
+    epochs: int | None = None  # None: the cap from the data (training.defaults.choose_epochs)
     lr: float | None = None  # None: from the data (training.defaults.choose_lr)
     weight_decay: float = 1e-4
     noise_std: float = 0.05
@@ -67,15 +67,23 @@ class TrainOptions:
 
 
 def resolve_recipe(opts: TrainOptions, train: PairMatrix) -> tuple[TrainOptions, dict[str, Any]]:
-    """``opts`` with lr and stop_metric filled in from the data (or the old recipe), and the
+    """``opts`` with lr, epochs and stop_metric filled in from the data (or the old recipe), and the
     record of those choices (``training.defaults.record``) for metrics.json and the weights
     metadata. Values the caller set are kept and recorded as the user's. (The item-network
     size is the caller's: ``training.defaults.choose_preset``.)"""
     shape = defaults.Shape(train.n_queries, train.n_llms, train.n_pairs, opts.batch_queries)
-    choices = defaults.resolve(shape, old=opts.old_recipe, lr=opts.lr, stop_metric=opts.stop_metric)
+    choices = defaults.resolve(
+        shape, old=opts.old_recipe, lr=opts.lr, epochs=opts.epochs, stop_metric=opts.stop_metric
+    )
     del choices["preset"]
     rec = defaults.record(choices, shape)
-    return replace(opts, lr=choices["lr"].value, stop_metric=choices["stop_metric"].value), rec
+    resolved = replace(
+        opts,
+        lr=choices["lr"].value,
+        epochs=choices["epochs"].value,
+        stop_metric=choices["stop_metric"].value,
+    )
+    return resolved, rec
 
 
 @dataclass
@@ -132,8 +140,9 @@ def evaluate(
         v, pos, llm, _ = dm.query_batch(torch.arange(lo, hi, device=device))
         # One item-network pass serves both the pair probabilities and the routing matrix.
         alpha, beta = model.item_params(v)
-        pair_p.append(torch.sigmoid(model.pair_logits(alpha, beta, pos, llm)).cpu().numpy())
-        P = torch.sigmoid(model.logits_from_params(alpha, beta)).cpu().numpy()
+        P_t = torch.sigmoid(model.logits_from_params(alpha, beta))
+        pair_p.append(P_t[pos, llm].cpu().numpy())
+        P = P_t.cpu().numpy()
         parts.append(routing_correct(P, m.dense_labels(lo, hi), prior_rank))
     p = np.concatenate(pair_p) if pair_p else np.zeros(0, np.float32)
     res: dict[str, Any] = {"correctness": correctness_metrics(m.y, p)}
@@ -168,6 +177,7 @@ def fit_model(
     ``stop_metric`` (log-loss unless set); returns the best checkpoint (a real copy of its
     weights) loaded into the model, and the recipe used (``FitResult.recipe``)."""
     opts, recipe = resolve_recipe(opts, train)
+    assert opts.epochs is not None and opts.lr is not None
     device = resolve_device(opts.device)
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)
