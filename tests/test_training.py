@@ -209,3 +209,17 @@ def test_evaluate_one_pass_equals_pairwise_and_dense_paths():
 
     assert got["routing"] == summarize_routing(want_r, bench)
     assert np.isfinite(got["routing"]["router"]["macro"])
+
+
+def test_weight_decay_spares_the_per_llm_parameters():
+    """θ and the per-LLM offsets have their own prior; weight decay (a prior whose weight grows
+    with the number of LLMs) applies to the item network only."""
+    from training.loop import param_groups
+
+    model = build_model(SMALL.with_(n_llms=5))
+    decay, spared = param_groups(model, 1e-4)
+    assert decay["weight_decay"] == 1e-4 and spared["weight_decay"] == 0.0
+    assert {id(p) for p in spared["params"]} == {id(model.theta), id(model.llm_bias)}
+    n_all = sum(1 for _ in model.parameters())
+    assert len(decay["params"]) + len(spared["params"]) == n_all
+    assert all(p is not model.theta for p in decay["params"])

@@ -32,6 +32,7 @@ LABELS = {
     "knn": "KNN (k on validation)",
     "irt2pl": "free-item 2PL IRT (k-NN item parameters)",
     "prior": "per-LLM prior",
+    "truth": "true probabilities (the generator's: the ceiling)",
 }
 
 
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     t_start = time.perf_counter()
-    ds, _ = make_leaderboard(n_llms=args.n_llms, n_queries=args.n_queries, seed=args.data_seed)
+    ds, truth = make_leaderboard(n_llms=args.n_llms, n_queries=args.n_queries, seed=args.data_seed)
     split = fixed_split(ds.queries["query_id"].to_numpy(), (0.7, 0.1, 0.2), seed=args.data_seed)
     mats = matrices(ds, split)
     tr, va, te = mats["train"], mats["val"], mats["test"]
@@ -130,6 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             P[m] = baselines.prior_matrix(Ytr, te.n_queries)
         info.setdefault(m, {})["seconds"] = time.perf_counter() - t0
         log(f"{m} done in {info[m]['seconds']:.0f} s")
+    P["truth"] = truth.prob[:, te.query_rows].T  # what no method can beat on average
+    info["truth"] = {"seconds": 0.0}
     obs = Yte != MISSING
     qi, li = np.nonzero(obs)
     routed = {m: routing_outcomes(p, Yte, cols) for m, p in P.items() if m != "prior"}
@@ -206,6 +209,8 @@ def render(res: dict[str, Any]) -> str:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Training:", ""]
     for name, i in res["info"].items():
+        if name == "truth":
+            continue
         extra = ""
         if "recipe" in i:
             ch = i["recipe"]["choices"]

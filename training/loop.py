@@ -159,6 +159,20 @@ def prior_metrics(
     return {"correctness": correctness_metrics(m.y, p)}
 
 
+def param_groups(model: IrtModel, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on the item network only. θ and the per-LLM offsets are regularised by
+    their own prior (``theta_prior_std``, scaled by the number of pairs, so it is a MAP prior
+    whatever the shape): weight decay on the mean loss is a prior of precision ``weight_decay``
+    against each LLM's data share of 1/n_llms, which at thousands of LLMs outweighs the data
+    and pulled every LLM's offset to 0 (MF at 6,000 LLMs got worse from its first epoch)."""
+    per_llm = {id(model.theta)} | ({id(model.llm_bias)} if model.llm_bias is not None else set())
+    params = list(model.parameters())
+    return [
+        {"params": [p for p in params if id(p) not in per_llm], "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) in per_llm], "weight_decay": 0.0},
+    ]
+
+
 def _theta_penalty(model: IrtModel, opts: TrainOptions, n_pairs: int) -> torch.Tensor:
     if opts.theta_prior_std <= 0:
         return model.theta.new_zeros(())
@@ -185,9 +199,7 @@ def fit_model(
     model = build_model(cfg, ThetaInit(std=opts.theta_init_std, base_rates=base)).to(device)
     # The fused kernel updates all 21M parameters in one pass; the default per-tensor loop
     # costs as much as the forward and backward passes together on CPU.
-    optim = torch.optim.Adam(
-        model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay, fused=True
-    )
+    optim = torch.optim.Adam(param_groups(model, opts.weight_decay), lr=opts.lr, fused=True)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optim, mode="max", factor=opts.lr_factor, patience=opts.lr_patience
     )
