@@ -58,7 +58,8 @@ def test_user_values_and_old_recipe_are_recorded():
         30,
         "accuracy",
     )
-    assert old["preset"].value == "paper"
+    assert old["preset"].value == "paper" and old["llm_decay"].value is True
+    assert c["llm_decay"].value is False and c["llm_decay"].source == "data"
     rec = json.loads(json.dumps(defaults.record(c, BOARD)))  # JSON-serialisable
     assert rec["shape"]["steps_per_epoch"] == 11
     assert rec["choices"]["lr"] == {"value": 5e-4, "source": "user", "why": "set by the user"}

@@ -18,6 +18,11 @@ learning rate and early stopping ends the run at the per-LLM prior (issue 11). T
 - **early stopping and the plateau schedule on validation log-loss**: accuracy at threshold 0.5
   moves in coarse steps when most LLMs sit far from 0.5 (weak LLMs near chance), so a flat
   accuracy cut the learning rate while the predictions were still improving.
+- **no weight decay on θ and the per-LLM offsets**: weight decay on the mean loss is a prior
+  of precision ``weight_decay`` against each LLM's 1/n_llms share of the data; at 6,000 LLMs
+  it outweighed the data, pulled every LLM's offset toward 0 and kept MF at the per-LLM prior.
+  θ keeps its own prior (``theta_prior_std``, scaled by the number of pairs); the item network
+  keeps its weight decay.
 - **item-network size from the number of training questions**: the paper's 21M-parameter
   mixture below 5,000 training questions has ~4,000 parameters per question; below that the
   ``reduced`` preset (d = 64, 1 + 7 experts of 256 → 128).
@@ -121,12 +126,23 @@ def choose_stop_metric(shape: Shape) -> Choice:
     )
 
 
+def choose_llm_decay(shape: Shape) -> Choice:
+    return Choice(
+        False,
+        "data",
+        "no weight decay on θ and the per-LLM offsets (their prior is theta_prior_std): decay on "
+        f"the mean loss weighs against each LLM's 1/{shape.n_llms} share of the data, and at "
+        "thousands of LLMs it outweighed the data (issue 11)",
+    )
+
+
 def choose(shape: Shape) -> dict[str, Choice]:
     """The data-dependent recipe for ``shape``."""
     return {
         "lr": choose_lr(shape),
         "epochs": choose_epochs(shape),
         "stop_metric": choose_stop_metric(shape),
+        "llm_decay": choose_llm_decay(shape),
         "preset": choose_preset(shape),
     }
 
@@ -137,6 +153,7 @@ def old_recipe() -> dict[str, Choice]:
     return {
         "lr": Choice(1e-4, "old-recipe", why),
         "epochs": Choice(REF_EPOCHS, "old-recipe", why),
+        "llm_decay": Choice(True, "old-recipe", why),
         "stop_metric": Choice("accuracy", "old-recipe", why),
         "preset": Choice("paper", "old-recipe", why),
     }

@@ -53,6 +53,8 @@ class TrainOptions:
     # "logloss" or "accuracy" on validation; None: from the data (training.defaults)
     stop_metric: str | None = None
     old_recipe: bool = False  # reproduce the recipe before issue 11 (lr 1e-4, accuracy)
+    # weight decay on θ and the per-LLM offsets too; None: from the data (no), old recipe: yes
+    llm_decay: bool | None = None
     theta_init_std: float = 0.1
     # Gaussian prior N(0, σ²) on every θ entry, as a MAP penalty ‖θ‖²/(2σ²) per LLM; 0 = off.
     theta_prior_std: float = 1.0
@@ -73,7 +75,12 @@ def resolve_recipe(opts: TrainOptions, train: PairMatrix) -> tuple[TrainOptions,
     size is the caller's: ``training.defaults.choose_preset``.)"""
     shape = defaults.Shape(train.n_queries, train.n_llms, train.n_pairs, opts.batch_queries)
     choices = defaults.resolve(
-        shape, old=opts.old_recipe, lr=opts.lr, epochs=opts.epochs, stop_metric=opts.stop_metric
+        shape,
+        old=opts.old_recipe,
+        lr=opts.lr,
+        epochs=opts.epochs,
+        stop_metric=opts.stop_metric,
+        llm_decay=opts.llm_decay,
     )
     del choices["preset"]
     rec = defaults.record(choices, shape)
@@ -82,6 +89,7 @@ def resolve_recipe(opts: TrainOptions, train: PairMatrix) -> tuple[TrainOptions,
         lr=choices["lr"].value,
         epochs=choices["epochs"].value,
         stop_metric=choices["stop_metric"].value,
+        llm_decay=choices["llm_decay"].value,
     )
     return resolved, rec
 
@@ -159,8 +167,11 @@ def prior_metrics(
     return {"correctness": correctness_metrics(m.y, p)}
 
 
-def param_groups(model: IrtModel, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on the item network only. θ and the per-LLM offsets are regularised by
+def param_groups(
+    model: IrtModel, weight_decay: float, *, llm_decay: bool = False
+) -> list[dict[str, Any]]:
+    """Weight decay on the item network only (``llm_decay``: on everything, the recipe before
+    issue 11). θ and the per-LLM offsets are regularised by
     their own prior (``theta_prior_std``, scaled by the number of pairs, so it is a MAP prior
     whatever the shape): weight decay on the mean loss is a prior of precision ``weight_decay``
     against each LLM's data share of 1/n_llms, which at thousands of LLMs outweighs the data
@@ -169,7 +180,10 @@ def param_groups(model: IrtModel, weight_decay: float) -> list[dict[str, Any]]:
     params = list(model.parameters())
     return [
         {"params": [p for p in params if id(p) not in per_llm], "weight_decay": weight_decay},
-        {"params": [p for p in params if id(p) in per_llm], "weight_decay": 0.0},
+        {
+            "params": [p for p in params if id(p) in per_llm],
+            "weight_decay": weight_decay if llm_decay else 0.0,
+        },
     ]
 
 
@@ -199,7 +213,8 @@ def fit_model(
     model = build_model(cfg, ThetaInit(std=opts.theta_init_std, base_rates=base)).to(device)
     # The fused kernel updates all 21M parameters in one pass; the default per-tensor loop
     # costs as much as the forward and backward passes together on CPU.
-    optim = torch.optim.Adam(param_groups(model, opts.weight_decay), lr=opts.lr, fused=True)
+    groups = param_groups(model, opts.weight_decay, llm_decay=bool(opts.llm_decay))
+    optim = torch.optim.Adam(groups, lr=opts.lr, fused=True)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optim, mode="max", factor=opts.lr_factor, patience=opts.lr_patience
     )
