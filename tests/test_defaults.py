@@ -20,6 +20,7 @@ def test_mmlu_shape_keeps_the_reference_recipe():
     assert MMLU.steps_per_epoch == 151
     assert c["lr"].value == pytest.approx(3e-4, rel=0.01)
     assert c["epochs"].value == 30
+    assert (c["patience"].value, c["lr_patience"].value) == (5, 2)
     assert c["preset"].value == "paper"
     assert c["stop_metric"].value == "logloss"
     assert all(ch.source == "data" for ch in c.values())
@@ -32,6 +33,8 @@ def test_leaderboard_shape_gets_a_larger_lr_and_a_smaller_network():
     assert c["lr"].value > 3 * m["lr"].value
     # a cap of at least the optimiser steps of 30 MMLU-Pro epochs: 410 epochs, clipped at 300
     assert c["epochs"].value == 300 > m["epochs"].value
+    # patience in optimiser steps too: 5 and 2 MMLU-Pro epochs are 69 and 28 epochs, clipped
+    assert (c["patience"].value, c["lr_patience"].value) == (30, 12)
     assert c["preset"].value == "reduced" != m["preset"].value
     assert "11 optimiser steps" in c["lr"].why
 
@@ -59,6 +62,7 @@ def test_user_values_and_old_recipe_are_recorded():
         "accuracy",
     )
     assert old["preset"].value == "paper" and old["llm_decay"].value is True
+    assert (old["patience"].value, old["lr_patience"].value) == (5, 2)
     assert c["llm_decay"].value is False and c["llm_decay"].source == "data"
     rec = json.loads(json.dumps(defaults.record(c, BOARD)))  # JSON-serialisable
     assert rec["shape"]["steps_per_epoch"] == 11

@@ -18,6 +18,10 @@ learning rate and early stopping ends the run at the per-LLM prior (issue 11). T
 - **early stopping and the plateau schedule on validation log-loss**: accuracy at threshold 0.5
   moves in coarse steps when most LLMs sit far from 0.5 (weak LLMs near chance), so a flat
   accuracy cut the learning rate while the predictions were still improving.
+- **patience** of early stopping (5 epochs on MMLU-Pro) and of the plateau schedule (2) in
+  optimiser steps too: ``ceil(5 · 150 / steps)`` clipped to [5, 30] and ``ceil(2 · 150 /
+  steps)`` clipped to [2, 12]. At 11 steps per epoch, 5 epochs stopped runs at points set by
+  the noise of a 100-question validation split (best epochs 16 to 40 for the same data).
 - **no weight decay on θ and the per-LLM offsets**: weight decay on the mean loss is a prior
   of precision ``weight_decay`` against each LLM's 1/n_llms share of the data; at 6,000 LLMs
   it outweighed the data, pulled every LLM's offset toward 0 and kept MF at the per-LLM prior.
@@ -42,6 +46,8 @@ REF_LR = 3e-4
 LR_RANGE = (3e-4, 3e-3)
 REF_EPOCHS = 30  # the epoch cap on MMLU-Pro
 EPOCH_RANGE = (30, 300)
+REF_PATIENCE, PATIENCE_RANGE = 5, (5, 30)  # early stopping, in epochs
+REF_LR_PATIENCE, LR_PATIENCE_RANGE = 2, (2, 12)  # the plateau schedule, in epochs
 PAPER_MIN_QUESTIONS = 5000
 STOP_METRICS = ("logloss", "accuracy")
 
@@ -117,6 +123,35 @@ def choose_preset(shape: Shape) -> Choice:
     )
 
 
+def _in_steps(shape: Shape, ref: int, bounds: tuple[int, int]) -> int:
+    """``ref`` MMLU-Pro epochs as epochs of this shape (same optimiser steps), clipped."""
+    n = math.ceil(ref * REF_STEPS / shape.steps_per_epoch)
+    return int(min(max(n, bounds[0]), bounds[1]))
+
+
+def choose_patience(shape: Shape) -> Choice:
+    n = _in_steps(shape, REF_PATIENCE, PATIENCE_RANGE)
+    return Choice(
+        n,
+        "data",
+        f"stop after {n} epochs without a better validation score: {REF_PATIENCE} MMLU-Pro epochs "
+        f"in optimiser steps ({REF_STEPS} per epoch there, {shape.steps_per_epoch} here), clipped "
+        f"to [{PATIENCE_RANGE[0]}, {PATIENCE_RANGE[1]}]; at 11 steps per epoch 5 epochs stopped at "
+        "points set by the noise of a small validation split",
+    )
+
+
+def choose_lr_patience(shape: Shape) -> Choice:
+    n = _in_steps(shape, REF_LR_PATIENCE, LR_PATIENCE_RANGE)
+    return Choice(
+        n,
+        "data",
+        f"cut the lr after {n} epochs without a better validation score: {REF_LR_PATIENCE} "
+        f"MMLU-Pro epochs in optimiser steps, clipped to [{LR_PATIENCE_RANGE[0]}, "
+        f"{LR_PATIENCE_RANGE[1]}]",
+    )
+
+
 def choose_stop_metric(shape: Shape) -> Choice:
     return Choice(
         "logloss",
@@ -141,6 +176,8 @@ def choose(shape: Shape) -> dict[str, Choice]:
     return {
         "lr": choose_lr(shape),
         "epochs": choose_epochs(shape),
+        "patience": choose_patience(shape),
+        "lr_patience": choose_lr_patience(shape),
         "stop_metric": choose_stop_metric(shape),
         "llm_decay": choose_llm_decay(shape),
         "preset": choose_preset(shape),
@@ -153,6 +190,8 @@ def old_recipe() -> dict[str, Choice]:
     return {
         "lr": Choice(1e-4, "old-recipe", why),
         "epochs": Choice(REF_EPOCHS, "old-recipe", why),
+        "patience": Choice(REF_PATIENCE, "old-recipe", why),
+        "lr_patience": Choice(REF_LR_PATIENCE, "old-recipe", why),
         "llm_decay": Choice(True, "old-recipe", why),
         "stop_metric": Choice("accuracy", "old-recipe", why),
         "preset": Choice("paper", "old-recipe", why),

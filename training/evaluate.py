@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None,
                    help="default: from the data as in training.fit (training.defaults: 3e-4 on "
                         "MMLU-Pro); --quick 3e-3")  # fmt: skip
-    p.add_argument("--patience", type=int, default=5)
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="early-stopping patience in epochs (default: from the data, 5 on MMLU-Pro)",
+    )
     p.add_argument("--batch-queries", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="first training seed; bootstrap seed")
     p.add_argument("--split-seed", type=int, default=0, help="0: the fixed reference split")

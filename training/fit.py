@@ -91,13 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--old-recipe", action="store_true",
         help="the recipe before issue 11: lr 1e-4, accuracy stopping, paper sizes",
     )  # fmt: skip
+    t.add_argument(
+        "--llm-decay", action="store_true", default=None,
+        help="weight decay on θ and the per-LLM offsets too (default: item network only)",
+    )  # fmt: skip
     t.add_argument("--dropout", type=float, default=None, help="expert dropout (paper: 0.5)")
     t.add_argument("--weight-decay", type=float, default=1e-4)
     t.add_argument("--noise", type=float, default=0.05)
     t.add_argument("--batching", choices=["query", "rows"], default="query")
     t.add_argument("--batch-queries", type=int, default=64)
     t.add_argument("--batch-rows", type=int, default=2048)
-    t.add_argument("--patience", type=int, default=5)
+    t.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="early-stopping patience in epochs (default: from the data, 5 on MMLU-Pro)",
+    )
     t.add_argument("--theta-init-std", type=float, default=0.1)
     t.add_argument("--theta-prior-std", type=float, default=1.0)
     t.add_argument("--seed", type=int, default=0)
@@ -139,6 +148,7 @@ def options_from_args(args: argparse.Namespace, out: Path) -> TrainOptions:
         lr=args.lr if args.lr is not None else (3e-3 if args.demo else None),
         stop_metric=args.stop_metric,
         old_recipe=args.old_recipe,
+        llm_decay=args.llm_decay,
         weight_decay=args.weight_decay,
         noise_std=args.noise,
         batching=args.batching,

@@ -47,8 +47,10 @@ class TrainOptions:
     batching: str = "query"  # "query" (query-major) or "rows" (the paper's row batches)
     batch_queries: int = 64
     batch_rows: int = 2048
-    patience: int = 5  # early stopping on the validation stop_metric
-    lr_patience: int = 2  # ReduceLROnPlateau on the validation stop_metric
+    # early stopping and ReduceLROnPlateau on the validation stop_metric, in epochs;
+    # None: from the data (training.defaults: 5 and 2 on MMLU-Pro)
+    patience: int | None = None
+    lr_patience: int | None = None
     lr_factor: float = 0.1
     # "logloss" or "accuracy" on validation; None: from the data (training.defaults)
     stop_metric: str | None = None
@@ -79,6 +81,8 @@ def resolve_recipe(opts: TrainOptions, train: PairMatrix) -> tuple[TrainOptions,
         old=opts.old_recipe,
         lr=opts.lr,
         epochs=opts.epochs,
+        patience=opts.patience,
+        lr_patience=opts.lr_patience,
         stop_metric=opts.stop_metric,
         llm_decay=opts.llm_decay,
     )
@@ -88,6 +92,8 @@ def resolve_recipe(opts: TrainOptions, train: PairMatrix) -> tuple[TrainOptions,
         opts,
         lr=choices["lr"].value,
         epochs=choices["epochs"].value,
+        patience=choices["patience"].value,
+        lr_patience=choices["lr_patience"].value,
         stop_metric=choices["stop_metric"].value,
         llm_decay=choices["llm_decay"].value,
     )
@@ -205,7 +211,7 @@ def fit_model(
     ``stop_metric`` (log-loss unless set); returns the best checkpoint (a real copy of its
     weights) loaded into the model, and the recipe used (``FitResult.recipe``)."""
     opts, recipe = resolve_recipe(opts, train)
-    assert opts.epochs is not None and opts.lr is not None
+    assert None not in (opts.epochs, opts.lr, opts.patience, opts.lr_patience)
     device = resolve_device(opts.device)
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)

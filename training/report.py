@@ -252,6 +252,11 @@ def _candidates(s: dict[str, Any]) -> str:
     )
 
 
+def _or_data(v: object) -> str:
+    """A recipe value of the setup, or where it came from when the data chose it."""
+    return "from the data (training.defaults; see each method's recipe)" if v is None else str(v)
+
+
 def render_report(res: dict[str, Any]) -> str:
     s = res["setup"]
     seeds = s.get("train_seeds", [s["seed"]])
@@ -263,8 +268,8 @@ def render_report(res: dict[str, Any]) -> str:
         f"{s['sizes']['test']['queries']} queries (test pairs {s['sizes']['test']['pairs']}); "
         f"split {s.get('split', 'seeded')}, seed {s['split_seed']} (written to split.csv). "
         f"{'QUICK (small models)' if s['quick'] else 'Paper model sizes'}; training seeds "
-        f"{seeds}; epochs ≤ {s['epochs']}, lr {s['lr']}, early stopping patience "
-        f"{s.get('patience', '–')}. Wall time {f(s.get('seconds', float('nan')) / 60, 1)} min "
+        f"{seeds}; epochs ≤ {_or_data(s['epochs'])}, lr {_or_data(s['lr'])}, early stopping "
+        f"patience {_or_data(s.get('patience'))}. Wall time {f(s.get('seconds', float('nan')) / 60, 1)} min "
         f"on {s.get('device', 'cpu')}.\n",
         _candidates(s),
         "## Test results\n",
