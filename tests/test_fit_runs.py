@@ -173,6 +173,9 @@ def test_cli_records_the_recipe_it_chose_from_the_data(tmp_path):
     # lr = 3e-4 * 150 / steps per epoch, at most 3e-3: 2 steps of 64 questions here
     assert ch["lr"]["source"] == "data" and ch["lr"]["value"] == pytest.approx(3e-3)
     assert ch["epochs"]["source"] == "user" and ch["epochs"]["value"] == 1
+    # patience in optimiser steps: 5 MMLU-Pro epochs are 375 epochs of 2 steps, clipped to 30
+    assert (ch["patience"]["value"], ch["lr_patience"]["value"]) == (30, 12)
+    assert ch["llm_decay"] == {**ch["llm_decay"], "value": False, "source": "data"}
     assert ch["stop_metric"] == {**ch["stop_metric"], "value": "logloss", "source": "data"}
     assert ch["preset"]["value"] == "reduced" and ch["preset"]["source"] == "data"
     meta = read_metadata(out / "model.safetensors")
