@@ -181,4 +181,4 @@ unsafe impl Sync for SendPtr {}
 unsafe impl Send for SendPtr {}
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,6 +1,7 @@
 use super::*;
 
-fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+/// Deterministic values in [-0.5, 0.5) for the kernel tests (also used by linalg's tests).
+pub(crate) fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
     (0..n)
         .map(|_| {
