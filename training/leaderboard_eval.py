@@ -5,8 +5,9 @@ recipe, MF, KNN, the free-item 2PL and the per-LLM prior, with paired bootstrap 
         [--n-queries 1000] [--epochs 30] [--n-boot 1000] [--methods ...]
 
 Data: ``irt_fast.synthetic.make_leaderboard`` (families, benchmark skills, weak LLMs near a
-guessing floor, whole benchmarks missing, ~75% observed), split by question 70/10/20
-(``irt_fast.splits.fixed_split``). Correctness metrics are over every observed test pair; routing
+guessing floor, whole benchmarks missing, ~75% observed; ``--generator synthetic``:
+``make_synthetic``, for the issue's other shape, e.g. 11 LLMs × 3,000 questions), split by
+question 70/10/20 (``irt_fast.splits.fixed_split``). Correctness metrics are over every observed test pair; routing
 is among the LLMs answered on every test question (argmax of P among them). Writes
 ``report.md``, ``results.json`` and ``comparison.png`` into --out.
 """
@@ -24,11 +25,13 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("irtnet", "irtnet_old", "mf", "knn", "irt2pl", "prior")
+METHODS = ("irtnet", "irtnet_old", "mf", "mf_old", "knn", "irt2pl", "prior")
+DEFAULT_METHODS = tuple(m for m in METHODS if m != "mf_old")
 LABELS = {
     "irtnet": "IrtNet, data-chosen recipe",
     "irtnet_old": "IrtNet, old recipe (lr 1e-4, accuracy stopping, paper sizes)",
     "mf": "MF (EmbedLLM), data-chosen recipe",
+    "mf_old": "MF (EmbedLLM), old recipe",
     "knn": "KNN (k on validation)",
     "irt2pl": "free-item 2PL IRT (k-NN item parameters)",
     "prior": "per-LLM prior",
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from irt_fast.splits import fixed_split
-    from irt_fast.synthetic import make_leaderboard
+    from irt_fast.synthetic import make_leaderboard, make_synthetic
     from training import baselines
     from training.fit import matrices
     from training.irt2pl import irt2pl_predictions
@@ -100,7 +103,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     t_start = time.perf_counter()
-    ds, truth = make_leaderboard(n_llms=args.n_llms, n_queries=args.n_queries, seed=args.data_seed)
+    make = make_leaderboard if args.generator == "leaderboard" else make_synthetic
+    ds, truth = make(n_llms=args.n_llms, n_queries=args.n_queries, seed=args.data_seed)
     split = fixed_split(ds.queries["query_id"].to_numpy(), (0.7, 0.1, 0.2), seed=args.data_seed)
     mats = matrices(ds, split)
     tr, va, te = mats["train"], mats["val"], mats["test"]
@@ -116,10 +120,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"unknown method {m!r}; choose from {METHODS}")
         t0 = time.perf_counter()
         log(f"{m} …")
-        if m in ("irtnet", "irtnet_old", "mf"):
-            net = "mf" if m == "mf" else "irtnet"
+        if m in ("irtnet", "irtnet_old", "mf", "mf_old"):
+            net = "mf" if m.startswith("mf") else "irtnet"
             P[m], _, info[m] = train_irtnet(
-                net, mats, ds.n_llms, ds.embeddings.shape[1], m == "irtnet_old", args, log
+                net, mats, ds.n_llms, ds.embeddings.shape[1], m.endswith("_old"), args, log
             )
         elif m == "knn":
             k, scores = baselines.fit_knn(tr.emb, Ytr, va.emb, Yva)
@@ -246,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.leaderboard_eval",
                                 description=__doc__.split("\n")[0])  # fmt: skip
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--generator",
+        choices=["leaderboard", "synthetic"],
+        default="leaderboard",
+        help="make_leaderboard (default) or make_synthetic (few LLMs, many questions)",
+    )
     p.add_argument("--n-llms", type=int, default=6000)
     p.add_argument("--n-queries", type=int, default=1000)
     p.add_argument("--data-seed", type=int, default=0)
@@ -257,7 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="most epochs (default: from the data, training.defaults)",
     )
     p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help=f"comma-separated, from {', '.join(METHODS)} (default: all but mf_old)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch threads (at most 2)")
     return p
 
