@@ -7,8 +7,9 @@ recipe, MF, KNN, the free-item 2PL and the per-LLM prior, with paired bootstrap 
 Data: ``irt_fast.synthetic.make_leaderboard`` (families, benchmark skills, weak LLMs near a
 guessing floor, whole benchmarks missing, ~75% observed; ``--generator synthetic``:
 ``make_synthetic``, for the issue's other shape, e.g. 11 LLMs × 3,000 questions), split by
-question 70/10/20 (``irt_fast.splits.fixed_split``). Correctness metrics are over every observed test pair; routing
-is among the LLMs answered on every test question (argmax of P among them). Writes
+question 70/10/20 (``irt_fast.splits.fixed_split``). Correctness metrics are over every
+observed test pair; routing is among the LLMs answered on every test question (argmax of P
+among them). Writes
 ``report.md``, ``results.json`` and ``comparison.png`` into --out.
 """
 

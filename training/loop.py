@@ -35,10 +35,10 @@ from training.model import IrtModel, IrtNetConfig, ThetaInit, build_model
 
 @dataclass
 class TrainOptions:
-    """The training recipe. ``lr``, ``epochs`` and ``stop_metric`` left at None are chosen from
-    the data by ``training.defaults`` (``old_recipe=True``: the pre-issue-11 values, lr 1e-4, 30
-    epochs and accuracy stopping); ``FitResult.recipe`` records every choice and why. θ's initialisation and prior:
-    see README "Sparse pools and the prior floor"."""
+    """The training recipe. ``lr``, ``epochs``, ``patience``, ``lr_patience``, ``stop_metric``
+    and ``llm_decay`` left at None are chosen from the data by ``training.defaults``
+    (``old_recipe=True``: the pre-issue-11 values); ``FitResult.recipe`` records every choice
+    and why. θ's initialisation and prior: see README "Sparse pools and the prior floor"."""
 
     epochs: int | None = None  # None: the cap from the data (training.defaults.choose_epochs)
     lr: float | None = None  # None: from the data (training.defaults.choose_lr)
@@ -71,7 +71,7 @@ class TrainOptions:
 
 
 def resolve_recipe(opts: TrainOptions, train: PairMatrix) -> tuple[TrainOptions, dict[str, Any]]:
-    """``opts`` with lr, epochs and stop_metric filled in from the data (or the old recipe), and the
+    """``opts`` with the recipe's None fields filled in from the data (or the old recipe), and the
     record of those choices (``training.defaults.record``) for metrics.json and the weights
     metadata. Values the caller set are kept and recorded as the user's. (The item-network
     size is the caller's: ``training.defaults.choose_preset``.)"""
@@ -177,10 +177,10 @@ def param_groups(
     model: IrtModel, weight_decay: float, *, llm_decay: bool = False
 ) -> list[dict[str, Any]]:
     """Weight decay on the item network only (``llm_decay``: on everything, the recipe before
-    issue 11). θ and the per-LLM offsets are regularised by
-    their own prior (``theta_prior_std``, scaled by the number of pairs, so it is a MAP prior
-    whatever the shape): weight decay on the mean loss is a prior of precision ``weight_decay``
-    against each LLM's data share of 1/n_llms, which at thousands of LLMs outweighs the data
+    issue 11). θ and the per-LLM offsets are regularised by their own prior
+    (``theta_prior_std``, scaled by the number of pairs, so it is a MAP prior whatever the
+    shape): weight decay on the mean loss is a prior of precision ``weight_decay`` against
+    each LLM's data share of 1/n_llms, which at thousands of LLMs outweighs the data
     and pulled every LLM's offset to 0 (MF at 6,000 LLMs got worse from its first epoch)."""
     per_llm = {id(model.theta)} | ({id(model.llm_bias)} if model.llm_bias is not None else set())
     params = list(model.parameters())
