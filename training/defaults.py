@@ -96,8 +96,7 @@ def choose_lr(shape: Shape) -> Choice:
 
 def choose_epochs(shape: Shape) -> Choice:
     steps = shape.steps_per_epoch
-    epochs = math.ceil(REF_EPOCHS * REF_STEPS / steps)
-    epochs = int(min(max(epochs, EPOCH_RANGE[0]), EPOCH_RANGE[1]))
+    epochs = _in_steps(shape, REF_EPOCHS, EPOCH_RANGE)
     return Choice(
         epochs,
         "data",
