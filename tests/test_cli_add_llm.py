@@ -14,7 +14,8 @@ import pytest
 from test_engine_fixtures import config, random_tensors, write
 
 import irt_fast
-from irt_fast.__main__ import main, predicted_accuracy
+from irt_fast.cli import main
+from irt_fast.cli.add_llm import predicted_accuracy
 
 core = pytest.importorskip("irt_fast._core")
 pytestmark = pytest.mark.skipif(
