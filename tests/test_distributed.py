@@ -283,3 +283,17 @@ def test_an_empty_share_trains_without_error():
         assert logits.shape == (0,)
         assert all(p.grad is not None for p in model.parameters())
         model.update_balance()
+
+
+@pytest.mark.slow
+def test_the_speed_report_runs_and_its_runs_agree(tmp_path):
+    out = tmp_path / "ddp_report.md"
+    r = subprocess.run(
+        [sys.executable, "-m", "benches.ddp_report", "--quick", "--configs", "2x1,1x1",
+         "--out", str(out)],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [x for x in out.read_text().splitlines() if x.startswith("| leaderboard")]
+    assert [x.split("|")[2].strip() for x in rows] == ["2 × 1", "1 × 1"]
+    assert "P within" in rows[1] and "failed" not in out.read_text()
