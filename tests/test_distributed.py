@@ -106,12 +106,25 @@ def _assert_same_training(one: Path, two: Path, data: Path) -> None:
             assert np.any(t1["gate.selection_bias"] != 0)
 
 
+def _train_here(args: list[str]) -> None:
+    """``python -m training.fit args`` in this process, on one thread like the ranks."""
+    from training import fit
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert fit.main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_two_processes_train_the_model_one_process_trains(data, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    _train([sys.executable, "-m", "training.fit", "--data", str(data), "--out", str(one), *RECIPE])
+    _train_here(["--data", str(data), "--out", str(one), *RECIPE])
     r = _train(_torchrun(2, ["training.fit", "--data", str(data), "--out", str(two), *RECIPE]))
     _assert_same_training(one, two, data)
     assert r.stdout.count("wrote ") == 1  # rank 0 alone reports and writes
+    assert r.stderr.count("writing the run into") == r.stderr.count("8 LLMs x 410 queries") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no temp dirs left
 
 
