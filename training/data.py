@@ -108,6 +108,10 @@ class DeviceMatrix:
         rows = starts[pos] + torch.arange(int(counts.sum()), device=self.device) - offsets[pos]
         return self.emb[queries], pos, self.llm[rows], self.y[rows]
 
+    def pair_count(self, queries: Tensor) -> int:
+        """Observed pairs of these queries (a global batch's, whichever share a rank computes)."""
+        return int((self.ptr[queries + 1] - self.ptr[queries]).sum())
+
     def query_batches(self, batch_queries: int, generator: torch.Generator) -> Iterator[Tensor]:
         perm = torch.randperm(self.m.n_queries, generator=generator).to(self.device)
         for i in range(0, len(perm), batch_queries):

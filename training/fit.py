@@ -8,6 +8,9 @@ correctness accuracy, AUC, log-loss, ECE, routing micro/macro against the per-LL
 single-best LLM and the oracle), ``split.csv`` (the exact split used) and ``log.jsonl`` (one
 line per epoch). The files are written into a fresh directory beside --out and swapped in at
 the end (training.rundir): --out always holds one whole run, and bad inputs leave it untouched.
+Under torchrun (``torchrun --standalone --nproc_per_node 2 -m training.fit ...``) the same
+command trains the same model over several processes and rank 0 alone writes --out
+(training.distributed, docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 from irt_fast.embed import DEFAULT_EMBEDDER
 from irt_fast.errors import InputError
 from irt_fast.splits import write_split_file
-from training import defaults
+from training import defaults, distributed
 from training.baselines import unit_rows
 from training.configs import ModelConfig
 from training.export import atomic_write, save_model
@@ -62,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m = p.add_argument_group("model")
     m.add_argument("--method", default="irtnet", choices=list(TRAIN_METHODS))
-    m.add_argument("--d", type=int, default=None, help="ability dimension (paper: 232)")
+    m.add_argument(  # --dim: torchrun's parser takes a bare --d for one of its own options
+        "--d", "--dim", dest="d", type=int, default=None, help="ability dimension (paper: 232)"
+    )
     m.add_argument("--n-routed", type=int, default=None, help="routed experts (paper: 39)")
     m.add_argument("--n-shared", type=int, default=1)
     m.add_argument("--top-k", type=int, default=0, help="experts per query (0 = all: dense)")
@@ -142,7 +147,9 @@ def model_config(
     )
 
 
-def options_from_args(args: argparse.Namespace, out: Path) -> TrainOptions:
+def options_from_args(args: argparse.Namespace, out: Path | None) -> TrainOptions:
+    """The training options of the flags; the per-epoch log goes into ``out`` (None: no log,
+    no progress: a rank other than 0)."""
     return TrainOptions(
         epochs=args.epochs if args.epochs is not None else (30 if args.demo else None),
         lr=args.lr if args.lr is not None else (3e-3 if args.demo else None),
@@ -159,8 +166,8 @@ def options_from_args(args: argparse.Namespace, out: Path) -> TrainOptions:
         theta_prior_std=args.theta_prior_std,
         seed=args.seed,
         device=args.device,
-        progress=not args.quiet,
-        log_path=out / "log.jsonl",
+        progress=not args.quiet and out is not None,
+        log_path=out / "log.jsonl" if out is not None else None,
     )
 
 
@@ -265,7 +272,8 @@ def demo_report(model: IrtModel, ds: Any, truth: Any, device: torch.device) -> d
 def prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Everything checked and built before --out is touched: data, split, matrices, config."""
     ds, truth, emb_info = load_data(args)
-    print(ds.summary(), file=sys.stderr)
+    if distributed.current().is_main:
+        print(ds.summary(), file=sys.stderr)
     split = make_split(args, ds)
     mats = matrices(ds, split)
     preset = choose_preset(args, mats["train"], ds.n_llms)
@@ -278,33 +286,40 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out: Path = args.out
     check_out(out, RUN_FILES)  # read-only: refuse early, before any work
-    run = prepare(args)
-    with staged_run(out, RUN_FILES) as tmp:
-        print(f"writing the run into {tmp} (it becomes {out} when done)", file=sys.stderr)
-        metrics = train_and_write(args, run, tmp, out)
+    with distributed.session(args.device) as world:  # world size 1 outside torchrun
+        run = prepare(args)
+        if not world.is_main:  # trains its share of every batch; rank 0 writes the run
+            train_and_write(args, run, None, out)
+            return 0
+        with staged_run(out, RUN_FILES) as tmp:
+            print(f"writing the run into {tmp} (it becomes {out} when done)", file=sys.stderr)
+            metrics = train_and_write(args, run, tmp, out)
     print(summary_text(metrics), flush=True)
     print(f"wrote {out / 'model.safetensors'}, metrics.json, split.csv, log.jsonl", flush=True)
     return 0
 
 
 def train_and_write(
-    args: argparse.Namespace, run: dict[str, Any], tmp: Path, out: Path
-) -> dict[str, Any]:
-    """Train, evaluate and write the run's files into ``tmp`` (swapped in as ``out`` later)."""
+    args: argparse.Namespace, run: dict[str, Any], tmp: Path | None, out: Path
+) -> dict[str, Any] | None:
+    """Train, evaluate and write the run's files into ``tmp`` (swapped in as ``out`` later).
+    ``tmp`` None (ranks other than 0 under torchrun): train only, write nothing, return None."""
     ds, mats, cfg = run["ds"], run["mats"], run["cfg"]
     bench = ds.queries["benchmark"].to_numpy()
     opts = options_from_args(args, tmp)
-    device = resolve_device(opts.device)
-    print(
-        f"training {args.method} on {device}: {mats['train'].n_queries} train queries "
-        f"({mats['train'].n_pairs} pairs), {mats['val'].n_queries} val, {mats['test'].n_queries} test",
-        file=sys.stderr,
-    )
+    world = distributed.current()
+    device = world.device(resolve_device(opts.device))
+    if tmp is not None:  # rank 0 speaks for every rank
+        print(f"training {args.method} on {world.size} × {device}: {mats['train'].n_queries} train "
+              f"queries ({mats['train'].n_pairs} pairs), {mats['val'].n_queries} val, "
+              f"{mats['test'].n_queries} test", file=sys.stderr)  # fmt: skip
     t0 = time.perf_counter()
     fit = fit_model(
         cfg, mats["train"], mats["val"], opts, val_benchmarks=bench[mats["val"].query_rows]
     )
     train_seconds = time.perf_counter() - t0
+    if tmp is None:
+        return None
     prior_rank = mats["train"].llm_base_rates(smoothing=1.0)
     options = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()}
     options.pop("on_epoch", None)
@@ -314,6 +329,7 @@ def train_and_write(
         "config": cfg.to_json(),
         "options": options,
         "device": str(device),
+        "world_size": world.size,
         "best_epoch": fit.best_epoch,
         "epochs_run": len(fit.history),
         "seconds_per_epoch": fit.seconds_per_epoch,

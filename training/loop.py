@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from training import defaults
+from training import defaults, distributed
 from training.data import DeviceMatrix, PairMatrix
 from training.metrics import (
     concat_outcomes,
@@ -30,7 +30,7 @@ from training.metrics import (
     routing_correct,
     summarize_routing,
 )
-from training.model import IrtModel, IrtNetConfig, ThetaInit, build_model
+from training.model import BatchShare, IrtModel, IrtNetConfig, ThetaInit, build_model
 
 
 @dataclass
@@ -164,6 +164,24 @@ def evaluate(
     return res
 
 
+def validation_record(
+    model: IrtModel,
+    val: PairMatrix,
+    device: torch.device,
+    benchmarks: np.ndarray | None,
+    prior_rank: np.ndarray | None,
+) -> dict[str, float]:
+    """The validation numbers an epoch's log record holds (``evaluate`` on ``val``)."""
+    ev = evaluate(model, val, device, benchmarks=benchmarks, prior_rank=prior_rank)
+    c = ev["correctness"]
+    return {
+        "val_accuracy": c["accuracy"],
+        "val_auc": c["auc"],
+        "val_logloss": c["logloss"],
+        "val_route_micro": ev["routing"]["router"]["micro"],
+    }
+
+
 def prior_metrics(
     train: PairMatrix, m: PairMatrix, benchmarks: np.ndarray | None
 ) -> dict[str, Any]:
@@ -209,14 +227,19 @@ def fit_model(
 ) -> FitResult:
     """Train with Adam, embedding noise, ReduceLROnPlateau and early stopping on the validation
     ``stop_metric`` (log-loss unless set); returns the best checkpoint (a real copy of its
-    weights) loaded into the model, and the recipe used (``FitResult.recipe``)."""
+    weights) loaded into the model, and the recipe used (``FitResult.recipe``).
+
+    Under torchrun (an initialised process group) every rank runs this same loop on its share
+    of each global batch, and every rank returns the same model: ``training.distributed``."""
     opts, recipe = resolve_recipe(opts, train)
     assert None not in (opts.epochs, opts.lr, opts.patience, opts.lr_patience)
-    device = resolve_device(opts.device)
+    world = distributed.current()
+    device = world.device(resolve_device(opts.device))
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)
     base = torch.from_numpy(train.llm_base_rates(smoothing=1.0))
     model = build_model(cfg, ThetaInit(std=opts.theta_init_std, base_rates=base)).to(device)
+    net = world.wrap(model, device)  # DDP when several ranks: the training step calls net
     # The fused kernel updates all 21M parameters in one pass; the default per-tensor loop
     # costs as much as the forward and backward passes together on CPU.
     groups = param_groups(model, opts.weight_decay, llm_decay=bool(opts.llm_decay))
@@ -256,28 +279,36 @@ def fit_model(
             for step, batch in enumerate(batches):
                 if step >= n_batches:
                     break
+                share = BatchShare(len(batch), world.share(len(batch)))  # all of it when alone
+                mine = batch[share.rows.to(device)]
                 if opts.batching == "query":
-                    v, pos, llm, y = dtrain.query_batch(batch)
+                    v, pos, llm, y = dtrain.query_batch(mine)
+                    n_pairs = dtrain.pair_count(batch)
                 else:
                     assert pair_q is not None
-                    v, pos = dtrain.emb[pair_q[batch]], torch.arange(len(batch), device=device)
-                    llm, y = dtrain.llm[batch], dtrain.y[batch]
-                if opts.noise_std > 0:
-                    v = v + opts.noise_std * torch.randn(v.shape, generator=gen).to(device)
-                alpha, beta = model.item_params(v)
-                logits = model.pair_logits(alpha, beta, pos, llm)
-                bce = F.binary_cross_entropy_with_logits(logits, y)
-                loss = bce + _theta_penalty(model, opts, train.n_pairs)
+                    v, pos = dtrain.emb[pair_q[mine]], torch.arange(len(mine), device=device)
+                    llm, y = dtrain.llm[mine], dtrain.y[mine]
+                    n_pairs = len(batch)
+                if opts.noise_std > 0:  # drawn for the global batch: the same for any world size
+                    noise = torch.randn((share.n, v.shape[1]), generator=gen)[share.rows]
+                    v = v + opts.noise_std * noise.to(device)
+                logits = net(v, pos, llm, share)
+                bce_sum = F.binary_cross_entropy_with_logits(logits, y, reduction="sum")
+                # DDP averages the ranks' gradients: world.size × (this share's summed loss /
+                # the global batch's pairs) averages to the global batch's mean loss.
+                loss = bce_sum * (world.size / n_pairs) + _theta_penalty(model, opts, train.n_pairs)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
-                model.update_balance()
-                loss_sum += bce.item() * len(y)
+                model.update_balance(world.sum_)  # every rank nudges by the global load
+                loss_sum += bce_sum.item()
                 rows_sum += len(y)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / rows_sum:.4f}")
+                bar.set_postfix(loss=f"{loss_sum / max(rows_sum, 1):.4f}")
             bar.close()
             epoch_times.append(time.perf_counter() - t0)
+            sums = torch.tensor([loss_sum, rows_sum], dtype=torch.float64, device=device)
+            loss_sum, rows_sum = world.sum_(sums).tolist()  # the epoch's loss over every rank
             rec: dict[str, Any] = {
                 "epoch": epoch,
                 "train_loss": loss_sum / max(rows_sum, 1),
@@ -285,16 +316,13 @@ def fit_model(
                 "seconds": round(epoch_times[-1], 3),
             }
             if val is not None and val.n_pairs > 0:
-                ev = evaluate(model, val, device, benchmarks=val_benchmarks, prior_rank=prior_rank)
-                c = ev["correctness"]
-                rec.update(
-                    val_accuracy=c["accuracy"],
-                    val_auc=c["auc"],
-                    val_logloss=c["logloss"],
-                    val_route_micro=ev["routing"]["router"]["micro"],
-                )
+                # Rank 0 validates; every rank takes its numbers, hence the same decisions.
+                args = (model, val, device, val_benchmarks, prior_rank)
+                rec.update(world.broadcast(validation_record(*args) if world.is_main else None))
                 # higher is better for both: the schedule and early stopping share the score
-                score = c["accuracy"] if opts.stop_metric == "accuracy" else -c["logloss"]
+                score = (
+                    rec["val_accuracy"] if opts.stop_metric == "accuracy" else -rec["val_logloss"]
+                )
                 sched.step(score)
             else:
                 score = -rec["train_loss"]

@@ -13,6 +13,7 @@ optional per-LLM offset. The item networks are
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,30 @@ from training.configs import (  # noqa: F401 - re-exported: the configs' histori
     config_from_json,
     method_config,
 )
+
+
+@dataclass(frozen=True)
+class BatchShare:
+    """The rows of a global batch of ``n`` rows that this process computes (``rows``, int64 on
+    the CPU, in order). One process computes all of them; under DistributedDataParallel each rank
+    computes its share (``training.distributed.World.share``)."""
+
+    n: int
+    rows: Tensor
+
+
+class BatchDropout(nn.Dropout):
+    """Dropout whose mask is drawn for the whole global batch and then sliced to this process's
+    rows, so that every world size draws the same masks from the same generator state: a
+    training run gives the same model in one process and under DDP. Alone (``share`` covering
+    the batch) the draws and the result are those of ``nn.Dropout``: the same bernoulli draws
+    over a tensor of the same shape, the same scaling."""
+
+    def forward(self, x: Tensor, share: BatchShare | None = None) -> Tensor:
+        if share is None or not self.training or self.p == 0:
+            return super().forward(x)
+        mask = F.dropout(x.new_ones((share.n, *x.shape[1:])), self.p)  # 0 or 1/(1-p)
+        return x * mask[share.rows.to(x.device)]
 
 
 def _linear_init_(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
@@ -59,7 +84,7 @@ class MoEItemNet(nn.Module):
             _linear_init_(self.w2.data[k], self.b2.data[k], h)
         self.gate = nn.Linear(i, cfg.n_routed) if cfg.n_routed > 0 else None
         self.register_buffer("selection_bias", torch.zeros(cfg.n_routed))
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = BatchDropout(cfg.dropout)
         self.alpha = nn.Linear(o, cfg.d)
         self.beta = nn.Linear(o, 1)
         # Load counted from the last training forward, for the balancing update.
@@ -74,22 +99,28 @@ class MoEItemNet(nn.Module):
         return w
 
     @torch.no_grad()
-    def update_balance(self) -> None:
+    def update_balance(self, reduce: Callable[[Tensor], Tensor] | None = None) -> None:
         """Auxiliary-loss-free balancing: nudge each expert's selection bias toward even load.
-        A no-op in the dense setting (every expert selected for every query)."""
-        if self._last_load is None or self.cfg.n_routed == 0:
-            return
-        load = self._last_load
-        self.selection_bias += self.cfg.balance_rate * torch.sign(load.mean() - load)
-        self._last_load = None
+        A no-op in the dense setting (every expert selected for every query).
 
-    def hidden(self, v: Tensor) -> Tensor:
+        Args:
+            reduce: sums the load over the training processes (``World.sum_``), so that every
+                rank nudges by the global batch's load and the biases stay equal.
+        """
+        load, self._last_load = self._last_load, None
+        if load is None or not 0 < self.cfg.top_k < self.cfg.n_routed:
+            return  # dense: even load by construction (and no all-reduce of it)
+        if reduce is not None:
+            load = reduce(load)
+        self.selection_bias += self.cfg.balance_rate * torch.sign(load.mean() - load)
+
+    def hidden(self, v: Tensor, share: BatchShare | None = None) -> Tensor:
         cfg = self.cfg
         e, hdim = self.w1.shape[0], self.w1.shape[1]
         b = v.shape[0]
         # All experts' first layers as one GEMM: [B, in] x [in, E*H].
         h1 = torch.addmm(self.b1.reshape(-1), v, self.w1.reshape(e * hdim, -1).t())
-        h1 = self.dropout(F.relu(h1)).reshape(b, e, hdim).transpose(0, 1)  # [E, B, H]
+        h1 = self.dropout(F.relu(h1), share).reshape(b, e, hdim).transpose(0, 1)  # [E, B, H]
         out = torch.baddbmm(self.b2.unsqueeze(1), h1, self.w2.transpose(1, 2))  # [E, B, O]
         h = out[: cfg.n_shared].sum(0)
         if cfg.n_routed > 0:
@@ -97,8 +128,8 @@ class MoEItemNet(nn.Module):
             h = h + torch.einsum("br,rbo->bo", w, out[cfg.n_shared :])
         return h
 
-    def forward(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.hidden(v)
+    def forward(self, v: Tensor, share: BatchShare | None = None) -> tuple[Tensor, Tensor]:
+        h = self.hidden(v, share)
         return self.alpha(h), self.beta(h).squeeze(-1)
 
     def export_tensors(self) -> dict[str, Tensor]:
@@ -133,7 +164,8 @@ def topk_gate(logits: Tensor, selection_bias: Tensor, top_k: int) -> tuple[Tenso
     ``[R]``: how many queries selected each expert)."""
     n_routed = logits.shape[-1]
     if top_k >= n_routed:
-        return torch.softmax(logits, dim=-1), torch.full_like(logits[0], float(logits.shape[0]))
+        load = logits.new_full((n_routed,), float(logits.shape[0]))  # a rank's share may be empty
+        return torch.softmax(logits, dim=-1), load
     scores = (logits + selection_bias).detach()
     idx = _stable_topk(scores, top_k)
     mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, idx, True)
@@ -150,7 +182,7 @@ class MFItemNet(nn.Module):
         self.proj = nn.Linear(cfg.embed_dim, cfg.d)
         self.out = nn.Linear(cfg.d, 1)
 
-    def forward(self, v: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, v: Tensor, share: BatchShare | None = None) -> tuple[Tensor, Tensor]:
         alpha = self.proj(v) * self.out.weight[0]
         beta = (-self.out.bias).expand(v.shape[0])
         return alpha, beta
@@ -172,10 +204,10 @@ class JEIrtItemNet(nn.Module):
         self.cfg = cfg
         self.l1 = nn.Linear(cfg.embed_dim, cfg.hidden_dim)
         self.l2 = nn.Linear(cfg.hidden_dim, cfg.d)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = BatchDropout(cfg.dropout)
 
-    def forward(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        b = self.l2(self.dropout(F.relu(self.l1(v))))
+    def forward(self, v: Tensor, share: BatchShare | None = None) -> tuple[Tensor, Tensor]:
+        b = self.l2(self.dropout(F.relu(self.l1(v)), share))
         norm = b.norm(dim=-1)
         return b / norm.clamp_min(1e-12).unsqueeze(-1), norm
 
@@ -228,9 +260,26 @@ class IrtModel(nn.Module):
         else:
             self.register_parameter("llm_bias", None)
 
-    def item_params(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        """α ``[B, d]`` and β ``[B]`` for query embeddings ``v [B, embed_dim]``."""
-        return self.item_net(v)
+    def item_params(self, v: Tensor, share: BatchShare | None = None) -> tuple[Tensor, Tensor]:
+        """α ``[B, d]`` and β ``[B]`` for query embeddings ``v [B, embed_dim]`` (in training,
+        ``share`` says which rows of the global batch ``v`` holds: see ``BatchDropout``)."""
+        return self.item_net(v, share)
+
+    def forward(self, v: Tensor, q: Tensor, m: Tensor, share: BatchShare | None = None) -> Tensor:
+        """The training step's logits: pairs (q[i], m[i]) of the queries ``v`` (``pair_logits``).
+        DistributedDataParallel wraps this call to all-reduce the gradients it produces.
+
+        Args:
+            v: query embeddings ``[B, embed_dim]``.
+            q: each pair's row of ``v``.
+            m: each pair's LLM.
+            share: the rows of the global batch ``v`` holds (dropout masks).
+
+        Returns:
+            One logit per pair.
+        """
+        alpha, beta = self.item_params(v, share)
+        return self.pair_logits(alpha, beta, q, m)
 
     def pair_logits(self, alpha: Tensor, beta: Tensor, q: Tensor, m: Tensor) -> Tensor:
         """Logits of the pairs (q[i], m[i]); q indexes rows of alpha/beta, m LLMs.
@@ -261,9 +310,10 @@ class IrtModel(nn.Module):
     def predict_proba(self, v: Tensor) -> Tensor:
         return torch.sigmoid(self.logits(v))
 
-    def update_balance(self) -> None:
+    def update_balance(self, reduce: Callable[[Tensor], Tensor] | None = None) -> None:
+        """The mixture's load-balancing step (``MoEItemNet.update_balance``); else nothing."""
         if isinstance(self.item_net, MoEItemNet):
-            self.item_net.update_balance()
+            self.item_net.update_balance(reduce)
 
     def export_tensors(self) -> dict[str, Tensor]:
         t = dict(self.item_net.export_tensors())  # type: ignore[operator]
