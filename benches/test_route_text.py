@@ -5,8 +5,8 @@ case per embedder and batch size (1 and 256), in one run:
         --benchmark-group-by=group --benchmark-columns=min,median,mean,ops,rounds
 
 texts/s = ops × batch (also stored as ``extra_info["texts_per_s"]``). The IrtNet is the trained
-one from ``python -m training.text_path`` when ``$IRT_FAST_TEXT_PATH`` points at its --out
-directory, else a randomly initialised reference-size IrtNet with the embedder's input size
+one from ``python -m training.experiments.text_path`` when ``$IRT_FAST_TEXT_PATH`` points at its
+--out directory, else a randomly initialised reference-size IrtNet with the embedder's input size
 (routing cost does not depend on the weights' values). Questions are MMLU-Pro test questions
 when ../shared/data/mmlu_pro is there, else synthetic sentences. An embedder whose model is not
 built skips with the command that builds it (``python -m irt_fast.models setup``).

@@ -13,11 +13,11 @@ from test_engine_fixtures import config, random_tensors, write
 import irt_fast
 from irt_fast.data import load_costs
 from irt_fast.errors import DataError
-from training import decision
-from training.evaluate import bootstrap_all, mean_over_seeds, seed_metrics
+from training.evaluation import decision
+from training.evaluation.stats import bootstrap_all, mean_over_seeds, seed_metrics
+from training.experiments.ood import benchmark_bootstrap
 from training.metrics import route_choices
 from training.newllm import llm_bootstrap
-from training.ood import benchmark_bootstrap
 
 M = -1  # missing
 

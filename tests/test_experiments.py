@@ -1,4 +1,4 @@
-"""Experiments 3–5 (training.ood, training.interpret, training.newllm) on tiny synthetic data."""
+"""Experiments 3–5 (training.experiments.ood, training.experiments.interpret, training.newllm) on tiny synthetic data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 
 from irt_fast.splits import fixed_split
 from irt_fast.synthetic import make_synthetic
-from training import interpret, newllm, ood
+from training import newllm
+from training.experiments import interpret, ood
 from training.model import IrtNetConfig, build_model
 
 
@@ -152,7 +153,7 @@ def test_experiment_cli_writes_result_and_report(tmp_path):
     import json
 
     from irt_fast.data import write_dataset
-    from training.experiment import main
+    from training.experiments.__main__ import main
 
     ds, _ = make_synthetic(n_llms=6, n_queries=300, n_benchmarks=3, seed=0)
     write_dataset(ds, tmp_path / "data")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from training import leaderboard_eval
+from training.experiments import leaderboard_eval
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ import pytest
 from irt_fast.errors import InputError
 from irt_fast.onboard import Prior
 from irt_fast.onboard.probe import Estimate, Probe
-from training.onboard_core import onboard_case
-from training.onboard_synthetic import synthetic_cases
+from training.experiments.onboard_core import onboard_case
+from training.experiments.onboard_synthetic import synthetic_cases
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,11 @@ import torch
 from torch.nn import functional as F
 
 from training.data import PairMatrix
+from training.evaluation.plots import figure
+from training.experiments.ood import experiment_setup
 from training.fit import matrices
 from training.metrics import bootstrap_indices, correctness_metrics, percentile_ci, rmse
 from training.model import IrtModel
-from training.ood import experiment_setup
-from training.plots import figure
 
 KS: tuple[int | str, ...] = (10, 50, 200, "all")
 

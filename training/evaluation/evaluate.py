@@ -6,10 +6,10 @@ Trains IrtNet, its no-MoE MLP ablation, MF and JE-IRT with the same options on t
 each with ``--seeds`` training seeds; exports each method's first-seed model to
 OUT/models/<method>.safetensors and checks that the Rust engine serves it (max |P_engine −
 P_torch| on 16 test queries); runs KNN, the per-LLM prior, the single-best router and the oracle;
-fits the routing decision rules (training.decision) on validation; with ``--costs``, traces
-accuracy against cost; draws the training-size curve; runs experiments 3–5 (training.ood,
-training.interpret, training.newllm); and writes OUT/report.md, OUT/results.json,
-OUT/split.csv and PNG figures.
+fits the routing decision rules (training.evaluation.decision) on validation; with ``--costs``,
+traces accuracy against cost; draws the training-size curve; runs the studies its caller hands in
+(``python -m training.evaluate``: training.experiments' ood, interpret and newllm); and writes
+OUT/report.md, OUT/results.json, OUT/split.csv and PNG figures.
 
 Routing is always among the LLMs observed on a query (a missing answer never counts as a
 win). Correctness metrics are over observed test pairs. A method's number is the mean over its
@@ -23,30 +23,32 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from training.eval_phases import (
-    EXTRA_MODULES,
+from training.evaluation.phases import (
     EvalRun,
-    experiments,
+    Study,
     reference_routers,
     rules_and_costs,
     size_curve,
+    studies,
     summarize,
     train_methods,
     write_outputs,
 )
-from training.eval_stats import bootstrap_all, mean_over_seeds, point_metrics, seed_metrics
+from training.evaluation.stats import bootstrap_all, mean_over_seeds, point_metrics, seed_metrics
 
 __all__ = ["bootstrap_all", "main", "mean_over_seeds", "point_metrics", "seed_metrics"]
 
 NEURAL = ("irtnet", "mlp", "mf", "jeirt")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(study_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """The command line; ``study_names`` each get a ``--skip-NAME`` flag."""
     p = argparse.ArgumentParser(
         prog="python -m training.evaluate", description=__doc__.split("\n")[0]
     )
@@ -84,9 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-sizes", default=None, help="default 1000,2000,full; --quick 200,full")
     p.add_argument("--curve-methods", default="irtnet,mf")
     p.add_argument("--skip-curve", action="store_true")
-    p.add_argument("--skip-ood", action="store_true")
-    p.add_argument("--skip-interpret", action="store_true")
-    p.add_argument("--skip-newllm", action="store_true")
+    for name in study_names:
+        p.add_argument(f"--skip-{name}", action="store_true", help=f"do not run the {name} study")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -149,8 +150,18 @@ def _setup(args: argparse.Namespace, argv: list[str] | None, ds: Any, mats: dict
     }  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, extra: Mapping[str, Study] | None = None) -> int:
+    """Run the suite (see the module docstring) with the studies ``extra`` (name -> run).
+
+    Args:
+        argv: the command-line arguments (default ``sys.argv[1:]``).
+        extra: studies to run after the curve, each adding a report section.
+
+    Returns:
+        The exit status (0).
+    """
+    extra = dict(extra or {})
+    args = build_parser(tuple(extra)).parse_args(argv)
     _defaults(args)
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
@@ -180,12 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     curve_seeds = [args.seed + i for i in range(args.curve_seeds)]
     curve_sizes = [] if args.skip_curve else [s for s in args.curve_sizes.split(",") if s]
     curve_methods = [m for m in args.curve_methods.split(",") if m]
-    extras = [m for m in EXTRA_MODULES if not getattr(args, f"skip_{m}")]
+    skip = {name for name in extra if getattr(args, f"skip_{name}")}
     n_curve = sum(
         len(curve_seeds) for s in curve_sizes for m in curve_methods
         if not (s == "full" and m in methods and set(curve_seeds) <= set(seeds))
     )  # fmt: skip
-    n_steps = len(methods) * len(seeds) + 3 + n_curve + len(extras) + 1
+    n_steps = len(methods) * len(seeds) + 3 + n_curve + len(extra) - len(skip) + 1
     bar = tqdm(total=n_steps, desc="evaluate", disable=args.quiet, file=sys.stderr)
     res = {"setup": _setup(args, argv, ds, mats, device, seeds, curve_seeds), "training": {}}
     run = EvalRun(args, out, ds, split, mats, device, bar, seeds, res)
@@ -195,14 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     summarize(run)
     rules_and_costs(run, methods, costs)
     size_curve(run, curve_sizes, curve_methods, curve_seeds)
-    experiments(run, extras)
+    studies(run, extra, skip)
     write_outputs(run, t_start)
     bar.close()
     print(f"wrote {out / 'report.md'}, results.json, split.csv, models/, PNGs "
           f"({res['setup']['seconds'] / 60:.1f} min)", flush=True)  # fmt: skip
     return 0
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    raise SystemExit(main())

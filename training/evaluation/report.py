@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from training.evaluation.plots import figure
 from training.metrics import MISSING, calibration_bins
-from training.plots import figure
 
 LABEL = {
     "irtnet": "IrtNet (MoE)",

@@ -1,6 +1,7 @@
-"""Onboarding one held-out LLM and scoring it (the shared core of training.onboard_eval and
-training.onboard_synthetic): a ``Case`` (pool and target item parameters and answers, prior),
-the full-information floor, one probing run per (strategy, seed), and the loop over cases."""
+"""Onboarding one held-out LLM and scoring it (the shared core of onboard_eval and
+onboard_synthetic in training.experiments): a ``Case`` (pool and target item parameters and
+answers, prior), the full-information floor, one probing run per (strategy, seed), and the loop
+over cases."""
 
 from __future__ import annotations
 

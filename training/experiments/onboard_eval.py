@@ -1,10 +1,11 @@
 """Onboarding evaluation (issue 10): new LLMs joining a trained pool from k answers.
 
-    python -m training.experiment onboard --data ../shared/data/mmlu_pro --out runs/onboard [--quick]
+    python -m training.experiments onboard --data ../shared/data/mmlu_pro --out runs/onboard \
+        [--quick]
 
 The LLMs are split into K folds (5; seeded). Per fold an IrtNet of the reduced experiment size
-(training.ood.experiment_setup: d = 64, 1 + 7 experts of width 128; the paper size needs ~30
-min per fold on this machine) is trained on the other folds' answers to the training questions.
+(training.experiments.setup.experiment_setup: d = 64, 1 + 7 experts of width 128; the paper
+size needs ~30 min per fold on this machine) is trained on the other folds' answers to the training questions.
 Each held-out LLM is then onboarded with ``irt_fast.onboard`` alone (numpy, the network frozen):
 the probe pool is the training questions it answered, the target the test questions; k in
 ``KS``; strategies random / stratified / adaptive / variance (``Probe``); several seeds.
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from irt_fast.onboard.prior import Prior
-from training.onboard_core import KS, REAL_STRATEGIES, Case, run_cases
+from training.experiments.onboard_core import KS, REAL_STRATEGIES, Case, run_cases
 
 __all__ = ["real_cases", "run"]
 
@@ -37,8 +38,8 @@ __all__ = ["real_cases", "run"]
 def _fit_fold(ds: Any, mats: dict[str, Any], held: np.ndarray, quick: bool, seed: int) -> Any:
     import torch
 
+    from training.experiments.ood import experiment_setup
     from training.newllm import _drop_llms
-    from training.ood import experiment_setup
 
     try:
         from training.loop import fit_model
@@ -174,8 +175,8 @@ def run(
     n_folds: int = 5,
     synthetic_llms: int | None = None,
 ) -> dict[str, Any]:
-    """The whole evaluation (see the module docstring); ``training.experiment onboard``."""
-    from training import onboard_report as rep
+    """The whole evaluation (see the module docstring); ``training.experiments onboard``."""
+    from training.experiments import onboard_report as rep
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,7 +216,7 @@ def run(
         "png": [str(png)],
     }
     if synthetic_llms:
-        from training.onboard_synthetic import run_synthetic
+        from training.experiments.onboard_synthetic import run_synthetic
 
         s_md, s_res = run_synthetic(synthetic_llms, out_dir, quick, seed, log)
         md += "\n" + s_md

@@ -1,4 +1,4 @@
-"""The setup the experiments (training.ood, training.interpret, training.newllm) share: one
+"""The setup the experiments (training.experiments.ood, training.experiments.interpret, training.newllm) share: one
 reduced model configuration and recipe, so no experiment imports another's script.
 
 On real data (≥ 5000 queries) the ``reduced`` preset (1 shared + 7 routed experts of

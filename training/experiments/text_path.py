@@ -1,6 +1,7 @@
 """Issue 5 experiment: from text to route, per embedder — speed and what it costs in accuracy.
 
-    python -m training.text_path --data ../shared/data/mmlu_pro --out runs/text_path [--quick]
+    python -m training.experiments.text_path --data ../shared/data/mmlu_pro --out runs/text_path \
+        [--quick]
 
 For every embedder (ids from ``irt_fast.models``; built offline by
 ``python -m irt_fast.models setup``):
@@ -40,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from training.text_path_report import REFERENCE, markdown, metric, recommend
+from training.experiments.text_path_report import REFERENCE, markdown, metric, recommend
 
 # (id, trains its own IrtNet on its own vectors, or reuses the model of this id)
 EMBEDDERS: list[tuple[str, str | None]] = [
@@ -339,7 +340,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "split": "irt_fast.splits.fixed_split(query_ids, seed=0) (80/10/10), test questions",
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"load average {os.getloadavg()[0]:.1f} at the end",
-        "command": "python -m training.text_path " + shlex.join(sys.argv[1:]),
+        "command": "python -m training.experiments.text_path " + shlex.join(sys.argv[1:]),
         "quick": bool(args.quick),
         "fit_args": fit_args,
     }
@@ -351,7 +352,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m training.text_path", description=__doc__.split("\n")[0]
+        prog="python -m training.experiments.text_path", description=__doc__.split("\n")[0]
     )
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("runs/text_path"))
