@@ -1,6 +1,6 @@
 """``python -m training.evaluate``: the evaluation suite (training/evaluation/) together with the
-studies it reports on (training/experiments/: out-of-distribution benchmarks, interpretability,
-new LLMs).
+studies it reports on (training/experiments/: accuracy on benchmarks left out of training, and
+interpretability).
 
 This module is the one place that joins the two rooms: training.evaluation never imports
 training.experiments, so the suite takes the studies from here. Every flag is the suite's
@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 
-from training import newllm
 from training.evaluation.evaluate import main as run_suite
 from training.experiments import interpret, ood
 
-STUDIES = {"ood": ood.run, "interpret": interpret.run, "newllm": newllm.run}
+STUDIES = {"ood": ood.run, "interpret": interpret.run}
 
 
 def main(argv: list[str] | None = None) -> int:

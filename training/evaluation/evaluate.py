@@ -8,7 +8,7 @@ OUT/models/<method>.safetensors and checks that the Rust engine serves it (max |
 P_torch| on 16 test queries); runs KNN, the per-LLM prior, the single-best router and the oracle;
 fits the routing decision rules (training.evaluation.decision) on validation; with ``--costs``,
 traces accuracy against cost; draws the training-size curve; runs the studies its caller hands in
-(``python -m training.evaluate``: training.experiments' ood, interpret and newllm); and writes
+(``python -m training.evaluate``: training.experiments' ood and interpret); and writes
 OUT/report.md, OUT/results.json, OUT/split.csv and PNG figures.
 
 Routing is always among the LLMs observed on a query (a missing answer never counts as a

@@ -1,6 +1,6 @@
 """Run one of the experiments 3–5 on its own (``training.evaluate`` runs them all).
 
-    python -m training.experiments {ood,interpret,newllm,onboard} --data DIR --out DIR [--quick]
+    python -m training.experiments {ood,interpret,onboard} --data DIR --out DIR [--quick]
         [--seed N] [--max-benchmarks N] (ood) [--folds N] [--synthetic-llms N] (onboard)
 
 Writes ``result.json`` (every number) and ``report.md`` (the section's tables) beside its PNGs.
@@ -14,8 +14,8 @@ import json
 import time
 from pathlib import Path
 
-EXPERIMENTS = ("ood", "interpret", "newllm", "onboard")
-MODULES = {"onboard": "training.experiments.onboard_eval", "newllm": "training.newllm"}
+EXPERIMENTS = ("ood", "interpret", "onboard")
+MODULES = {"onboard": "training.experiments.onboard_eval"}
 
 
 def main(argv: list[str] | None = None) -> int:

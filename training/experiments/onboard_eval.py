@@ -24,22 +24,40 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from irt_fast.onboard.prior import Prior
 from training.experiments.onboard_core import KS, REAL_STRATEGIES, Case, run_cases
 
+if TYPE_CHECKING:  # torch is imported only when a fold is trained
+    from training.data import PairMatrix
+
 __all__ = ["real_cases", "run"]
 
 
 # --------------------------------------------------------------------------- real data
+def _llm_pairs(m: PairMatrix, llm: int) -> tuple[np.ndarray, np.ndarray]:
+    """(local query index, label) of LLM ``llm``'s pairs in ``m``."""
+    sel = m.llm == llm
+    return m.query_of_pair()[sel], m.y[sel]
+
+
+def _drop_llms(m: PairMatrix, drop: np.ndarray) -> PairMatrix:
+    """``m`` without the pairs of the LLMs ``drop`` (the held-out fold)."""
+    from training.data import PairMatrix
+
+    keep = ~np.isin(m.llm, drop)
+    q = m.query_of_pair()[keep]
+    ptr = np.concatenate(([0], np.cumsum(np.bincount(q, minlength=m.n_queries)))).astype(np.int64)
+    return PairMatrix(m.emb, ptr, m.llm[keep], m.y[keep], m.query_rows, m.n_llms)
+
+
 def _fit_fold(ds: Any, mats: dict[str, Any], held: np.ndarray, quick: bool, seed: int) -> Any:
     import torch
 
     from training.experiments.ood import experiment_setup
-    from training.newllm import _drop_llms
 
     try:
         from training.loop import fit_model
@@ -111,7 +129,6 @@ def real_cases(
 ) -> tuple[list[Case], dict[str, Any]]:
     """Train one model per fold of LLMs and build the held-out LLMs' cases."""
     from training.fit import matrices
-    from training.newllm import _llm_pairs
 
     mats = matrices(ds, split)
     rng = np.random.default_rng(seed)
