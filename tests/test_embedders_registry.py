@@ -175,7 +175,7 @@ def test_lone_surrogate_onnx_encoder():
     except EmbedderError as e:
         pytest.skip(f"{e}")
     if embedders.kind_of(path) != "onnx":
-        pytest.skip("ONNX embedder not built: python -m irt_fast.models setup")
+        pytest.skip("ONNX embedder not built: irt-fast models setup")
     from irt_fast.embedders.onnx import OnnxEmbedder
 
     with pytest.raises(InputError, match="not valid Unicode"):
