@@ -1,4 +1,4 @@
-"""Query ids (issues 11 and 12): string ids end to end through load -> subset -> split -> split
+"""Query ids: string ids end to end through load -> subset -> split -> split
 file, integer ids unchanged, and out-of-range integers as DataErrors naming file, column, row."""
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def test_embedllm_layout_with_string_prompt_ids(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# out of range (issue 12)
+# out of range
 
 
 def test_uint64_beyond_int64_is_data_error(tmp_path):

@@ -1,4 +1,4 @@
-"""The embedder registry (issue 13) and what a weights file may make it do (issue 12).
+"""The embedder registry and what a weights file may make it do (a file is untrusted input).
 
 A name read from a weights file (``from_file=True``) resolves only to an embedder built under
 the models directory: never a path, a hub id, or any network access. Texts that UTF-8 cannot

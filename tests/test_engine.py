@@ -222,7 +222,7 @@ def test_text_input_is_embedded_with_the_given_embedder(tmp_path: Path, minilm_d
 
     cfg = config(embed_dim=384)
     t = random_tensors(cfg, 3)
-    # the file names a local path: untrusted, never resolved (issue 12); embedder= is trusted
+    # the file names a local path: untrusted, never resolved; embedder= is trusted
     emb = json.dumps({"name": str(minilm_dir), "dim": 384, "normalize": True})
     m = irt_fast.load(write(tmp_path / "m.safetensors", cfg, t, embedder=emb))
     texts = ["What is the derivative of x^2?", "Name the capital of France."]

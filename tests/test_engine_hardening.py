@@ -1,6 +1,6 @@
-"""Issue 12, engine side: no crash, no hang, no NaN decision, no untyped error from a weights file.
+"""Hostile input, engine side: no crash, no hang, no NaN decision, no untyped error from a weights file.
 
-Each test reproduces a finding of the issue against the engine (irt_fast._core): memory
+Each test reproduces a finding of a hardening review against the engine (irt_fast._core): memory
 exhaustion in predict_accuracy, FIFOs and devices, malformed `training` metadata, huge weights
 and overflowing inputs. Tests whose failure mode is an abort run in a subprocess.
 """

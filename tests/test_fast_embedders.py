@@ -1,4 +1,4 @@
-"""Fast embedders (issue 5): static model2vec tables and ONNX Runtime, their parity with the
+"""Fast embedders: static model2vec tables and ONNX Runtime, their parity with the
 libraries they replace, the offline model set-up, and clear errors for bad model directories.
 
 Most tests build tiny models in a temp dir (seconds); the ones that need the real models built by

@@ -1,4 +1,4 @@
-"""Issue 12: a loaded model keeps working in processes forked from its parent (multiprocessing's
+"""A loaded model keeps working in processes forked from its parent (multiprocessing's
 fork context, gunicorn --preload). Before the fix the child's first call waited forever on the
 parent's worker threads, which fork() does not copy. Run in a subprocess with a timeout, so a
 hang fails the test instead of the suite."""

@@ -1,4 +1,4 @@
-"""Issue 12: a seeded mutation fuzzer over a small model's bytes. Every mutant must load, or fail
+"""A hostile or damaged weights file: a seeded mutation fuzzer over a small model's bytes. Every mutant must load, or fail
 with a typed error (WeightsFormatError; OSError for unreadable files); a model that loads must
 answer every call with finite results or an InputError. The loop runs in a subprocess so that an
 abort or a hang is seen as a failure, not suffered. Fast in CI (2,000 mutants); a longer run is

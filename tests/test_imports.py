@@ -2,9 +2,8 @@
 and between the Rust modules of rust/src; and training's three rooms import one way only.
 
 Python edges come from ``import`` / ``from ... import`` statements parsed with ``ast``, at module
-level AND inside functions: a function-level import is how a circle hides (the circle issue 13
-found, models.py <-> onnx_embed.py / static_embed.py, went only through function-level imports),
-and it is still a dependency both ways. Imports under ``if TYPE_CHECKING:`` are left out: they
+level AND inside functions: a function-level import is how a circle hides (one between the
+embedder modules went only through function-level imports), and it is still a dependency both ways. Imports under ``if TYPE_CHECKING:`` are left out: they
 never run, they only name types. ``from pkg import name`` is an edge to ``pkg.name`` when that is
 a module, else to ``pkg``; importing a submodule is not counted as importing its package's
 ``__init__`` (that would make every package with re-exports a circle).

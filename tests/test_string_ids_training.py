@@ -1,4 +1,4 @@
-"""String question ids (``arc:660``) end to end on the training side (issue 11): fit → export →
+"""String question ids (``arc:660``) end to end on the training side: fit → export →
 engine → evaluation report, ids kept as given in split.csv; int ids keep working (the rest of
 the suite)."""
 

@@ -3,7 +3,7 @@
 The paper's recipe was tuned on one shape (29 LLMs × 12,032 questions, 150 steps per epoch).
 On a leaderboard (thousands of LLMs × about a thousand questions) the same recipe takes ~11
 optimiser steps per epoch, validation accuracy barely moves, the plateau schedule cuts the
-learning rate and early stopping ends the run at the per-LLM prior (issue 11). The choices:
+learning rate and early stopping ends the run at the per-LLM prior. The choices:
 
 - **learning rate** from the number of optimiser steps per epoch, so that an epoch moves the
   weights about as far whatever the shape: ``lr = 3e-4 · 150 / steps_per_epoch``, clipped to
@@ -31,8 +31,8 @@ learning rate and early stopping ends the run at the per-LLM prior (issue 11). T
   mixture below 5,000 training questions has ~4,000 parameters per question; below that the
   ``reduced`` preset (d = 64, 1 + 7 experts of 256 → 128).
 
-``old_recipe()`` gives the pre-issue-11 choices (lr 1e-4, accuracy stopping, paper sizes), for
-comparisons (``training.fit --old-recipe``).
+``old_recipe()`` gives the paper's fixed choices (lr 1e-4, accuracy stopping, paper sizes),
+for comparisons (``training.fit --old-recipe``).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def choose_stop_metric(shape: Shape) -> Choice:
         "logloss",
         "data",
         "early stopping and the plateau schedule follow validation log-loss: accuracy at 0.5 "
-        "is coarse and stays flat while predictions still improve (issue 11)",
+        "is coarse and stays flat while predictions still improve",
     )
 
 
@@ -166,7 +166,7 @@ def choose_llm_decay(shape: Shape) -> Choice:
         "data",
         "no weight decay on θ and the per-LLM offsets (their prior is theta_prior_std): decay on "
         f"the mean loss weighs against each LLM's 1/{shape.n_llms} share of the data, and at "
-        "thousands of LLMs it outweighed the data (issue 11)",
+        "thousands of LLMs it outweighed the data",
     )
 
 
@@ -184,8 +184,8 @@ def choose(shape: Shape) -> dict[str, Choice]:
 
 
 def old_recipe() -> dict[str, Choice]:
-    """The recipe before issue 11, whatever the data."""
-    why = "--old-recipe: the recipe before issue 11"
+    """The paper's fixed recipe, whatever the data (before the choices above existed)."""
+    why = "--old-recipe: the paper's fixed recipe, not chosen from the data"
     return {
         "lr": Choice(1e-4, "old-recipe", why),
         "epochs": Choice(REF_EPOCHS, "old-recipe", why),

@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     t.add_argument(
         "--old-recipe", action="store_true",
-        help="the recipe before issue 11: lr 1e-4, accuracy stopping, paper sizes",
+        help="the paper's fixed recipe instead of choices from the data: lr 1e-4, accuracy "
+             "stopping, paper sizes",
     )  # fmt: skip
     t.add_argument(
         "--llm-decay", action="store_true", default=None,

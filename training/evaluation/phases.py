@@ -188,7 +188,7 @@ def reference_routers(run: EvalRun) -> None:
     run.val_P["knn"] = [baselines.knn_predict(tr.emb, Ytr, va.emb, [k])[k]]
     run.bar.update(1)
     # The classical baseline for this shape: free per-question 2PL on the training questions,
-    # unseen questions take the item parameters of their nearest training questions (issue 11).
+    # unseen questions take the item parameters of their nearest training questions.
     run.bar.set_postfix_str("free-item 2PL")
     P2, Pv2, info2 = irt2pl_predictions(tr, va, te, seed=run.args.seed)
     run.res["irt2pl"] = info2

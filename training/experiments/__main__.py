@@ -1,4 +1,6 @@
-"""Run one of the experiments 3–5 on its own (``training.evaluate`` runs them all).
+"""Run one study on its own: ood (benchmarks left out of training), interpret (what the learned
+parameters mean) or onboard (new LLMs from k answers). ``python -m training.evaluate`` also runs
+ood and interpret, as sections of its report.
 
     python -m training.experiments {ood,interpret,onboard} --data DIR --out DIR [--quick]
         [--seed N] [--max-benchmarks N] (ood) [--folds N] [--synthetic-llms N] (onboard)

@@ -1,4 +1,4 @@
-"""Experiment 4: what the learned parameters mean.
+"""Interpretability: what the learned parameters mean.
 
 - β vs accuracy: mean β per benchmark (over all its questions) against the benchmark's mean
   observed accuracy (Pearson r; the paper reports −0.97). β alone is identified only up to

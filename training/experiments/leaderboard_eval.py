@@ -1,4 +1,4 @@
-"""Leaderboard-shaped comparison (issue 11): IrtNet with the data-chosen recipe against the old
+"""Leaderboard-shaped comparison: IrtNet with the data-chosen recipe against the old
 recipe, MF, KNN, the free-item 2PL and the per-LLM prior, with paired bootstrap CIs.
 
     python -m training.experiments.leaderboard_eval --out docs/results/leaderboard [--n-llms 6000]
@@ -6,7 +6,7 @@ recipe, MF, KNN, the free-item 2PL and the per-LLM prior, with paired bootstrap 
 
 Data: ``irt_fast.synthetic.make_leaderboard`` (families, benchmark skills, weak LLMs near a
 guessing floor, whole benchmarks missing, ~75% observed; ``--generator synthetic``:
-``make_synthetic``, for the issue's other shape, e.g. 11 LLMs × 3,000 questions), split by
+``make_synthetic``, for the other shape: few LLMs, many questions, e.g. 11 × 3,000), split by
 question 70/10/20 (``irt_fast.splits.fixed_split``). Correctness metrics are over every
 observed test pair; routing is among the LLMs answered on every test question (argmax of P
 among them). Writes
@@ -183,7 +183,7 @@ def _fmt(x: float, ci: list[float] | None = None) -> str:
 def render(res: dict[str, Any]) -> str:
     s, ref = res["setup"], res["ref"]
     lines = [
-        "# Leaderboard-shaped synthetic data: IrtNet against classical baselines (issue 11)",
+        "# Leaderboard-shaped synthetic data: IrtNet against classical baselines",
         "",
         f"Data: `{s['data']}`; questions train/val/test "
         + "/".join(str(v["queries"]) for v in s["sizes"].values())

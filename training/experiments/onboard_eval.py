@@ -1,4 +1,4 @@
-"""Onboarding evaluation (issue 10): new LLMs joining a trained pool from k answers.
+"""Onboarding evaluation: new LLMs joining a trained pool from k answers.
 
     python -m training.experiments onboard --data ../shared/data/mmlu_pro --out runs/onboard \
         [--quick]
@@ -206,7 +206,7 @@ def run(
     agg = rep.aggregate(rows, floors)
     cfg = info["config"]
     header = (
-        "## Onboarding new LLMs from k answers (issue 10)\n\n"
+        "## Onboarding new LLMs from k answers\n\n"
         f"{len(cases)} LLMs in {n_folds} folds; per fold an IrtNet (d = {cfg['d']}, "
         f"{cfg['n_shared']}+{cfg['n_routed']} experts of width {cfg['expert_dim']}, reduced "
         "experiment size) trained without the fold; each held-out LLM onboarded with "

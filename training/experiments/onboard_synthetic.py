@@ -1,4 +1,4 @@
-"""Onboarding on a synthetic pool with known truth (issue 10): the true α, β of
+"""Onboarding on a synthetic pool with known truth: the true α, β of
 ``irt_fast.synthetic``, the prior from the other LLMs' true θ. Part of
 ``training.experiments onboard --synthetic-llms N``, or alone:
 

@@ -1,4 +1,4 @@
-"""Experiment 3: predicting every LLM's accuracy on a benchmark never seen in training.
+"""Out-of-distribution benchmarks: every LLM's accuracy on a benchmark never seen in training.
 
 For each benchmark B (``quick``: three of them), ``splits.leave_one_benchmark_out`` holds out all
 of B's questions; an IrtNet is trained on the rest, and each LLM's accuracy on B is predicted as

@@ -1,4 +1,4 @@
-"""Issue 5 experiment: from text to route, per embedder — speed and what it costs in accuracy.
+"""From text to route, per embedder — speed and what it costs in accuracy.
 
     python -m training.experiments.text_path --data ../shared/data/mmlu_pro --out runs/text_path \
         [--quick]

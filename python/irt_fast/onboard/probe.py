@@ -21,7 +21,7 @@ Selection (``strategy``):
 Why this default: on MMLU-Pro (29 held-out LLMs, 5 seeds, docs/results/onboard) its error was
 8-12% below random questions with the same fit at every k (paired 95% CIs mostly still include
 0; plain stratified sampling did as well at k <= 10 and worse at k = 50), and the stratified guard keeps every target group asked. Greedy
-information alone is what issue 10 measured far worse than random: it chases the questions with
+information alone measured far worse than random on MMLU-Pro: it chases the questions with
 the most extreme estimated α, where the item network is least trustworthy, and leaves whole
 target groups unasked. Here the greedy step is confined to one group at a time (stratified), the
 ``trim`` most extreme α of the pool are never asked, and the question is drawn at random among
