@@ -320,15 +320,21 @@ def test_local_dir_and_load_local(tmp_path, models_home, bert_tokenizer_json):
 # --------------------------------------------------------------------------------------------
 
 
+def _garbage_dir(encoder, tmp_path, empty_match):
+    """``encoder`` refuses a missing directory and an empty one; returns the empty one."""
+    with pytest.raises(EmbedderError, match="does not exist"):
+        encoder(tmp_path / "nope")
+    g = tmp_path / "garbage"
+    g.mkdir()
+    with pytest.raises(EmbedderError, match=empty_match):
+        encoder(g)
+    return g
+
+
 def test_static_errors(tmp_path, bert_tokenizer_json):
     from irt_fast.embedders.static import StaticEmbedder
 
-    with pytest.raises(EmbedderError, match="does not exist"):
-        StaticEmbedder(tmp_path / "nope")
-    g = tmp_path / "garbage"
-    g.mkdir()
-    with pytest.raises(EmbedderError, match="no model.safetensors"):
-        StaticEmbedder(g)
+    g = _garbage_dir(StaticEmbedder, tmp_path, "no model.safetensors")
     for f in ("model.safetensors", "tokenizer.json", "config.json"):
         (g / f).write_text("not what it should be")
     with pytest.raises(EmbedderError):
@@ -351,12 +357,7 @@ def test_onnx_errors(tmp_path, bert_tokenizer_json):
     pytest.importorskip("onnxruntime")
     from irt_fast.embedders.onnx import OnnxEmbedder
 
-    with pytest.raises(EmbedderError, match="does not exist"):
-        OnnxEmbedder(tmp_path / "nope")
-    g = tmp_path / "garbage"
-    g.mkdir()
-    with pytest.raises(EmbedderError, match="irt_fast_embedder.json"):
-        OnnxEmbedder(g)
+    g = _garbage_dir(OnnxEmbedder, tmp_path, "irt_fast_embedder.json")
     (g / "irt_fast_embedder.json").write_text("{not json")
     with pytest.raises(EmbedderError, match="not valid JSON"):
         OnnxEmbedder(g)

@@ -128,27 +128,29 @@ def _in_steps(shape: Shape, ref: int, bounds: tuple[int, int]) -> int:
     return int(min(max(n, bounds[0]), bounds[1]))
 
 
-def choose_patience(shape: Shape) -> Choice:
-    n = _in_steps(shape, REF_PATIENCE, PATIENCE_RANGE)
+def _patience(shape: Shape, what: str, ref: int, bounds: tuple[int, int], why: str = "") -> Choice:
+    """``what`` after n epochs without a better validation score, n = ``ref`` MMLU-Pro epochs
+    in optimiser steps (``_in_steps``)."""
+    n = _in_steps(shape, ref, bounds)
     return Choice(
         n,
         "data",
-        f"stop after {n} epochs without a better validation score: {REF_PATIENCE} MMLU-Pro epochs "
-        f"in optimiser steps ({REF_STEPS} per epoch there, {shape.steps_per_epoch} here), clipped "
-        f"to [{PATIENCE_RANGE[0]}, {PATIENCE_RANGE[1]}]; at 11 steps per epoch 5 epochs stopped at "
-        "points set by the noise of a small validation split",
+        f"{what} after {n} epochs without a better validation score: {ref} MMLU-Pro epochs in "
+        f"optimiser steps ({REF_STEPS} per epoch there, {shape.steps_per_epoch} here), clipped to "
+        f"[{bounds[0]}, {bounds[1]}]{why}",
     )
+
+
+def choose_patience(shape: Shape) -> Choice:
+    why = (
+        "; at 11 steps per epoch 5 epochs stopped at points set by the noise of a small "
+        "validation split"
+    )
+    return _patience(shape, "stop", REF_PATIENCE, PATIENCE_RANGE, why)
 
 
 def choose_lr_patience(shape: Shape) -> Choice:
-    n = _in_steps(shape, REF_LR_PATIENCE, LR_PATIENCE_RANGE)
-    return Choice(
-        n,
-        "data",
-        f"cut the lr after {n} epochs without a better validation score: {REF_LR_PATIENCE} "
-        f"MMLU-Pro epochs in optimiser steps, clipped to [{LR_PATIENCE_RANGE[0]}, "
-        f"{LR_PATIENCE_RANGE[1]}]",
-    )
+    return _patience(shape, "cut the lr", REF_LR_PATIENCE, LR_PATIENCE_RANGE)
 
 
 def choose_stop_metric(shape: Shape) -> Choice:
