@@ -11,7 +11,7 @@ learning rate and early stopping ends the run at the per-LLM prior. The choices:
   used); at 700 training questions (11 steps) it is 3e-3. (The first rule, 3e-4·√(150/steps),
   gave 1.1e-3 there; on leaderboard-shaped synthetic data with other seeds than the reported
   one, 3e-3 had lower test log-loss at 1,000 and 6,000 LLMs, and at 11 LLMs × 3,000 questions
-  the linear rule was level: README "The recipe adapts to the data".)
+  the linear rule was level: docs/training.md, "How the recipe adapts to the data".)
 - **epochs** (the cap; early stopping ends the run): at least the optimiser steps of 30
   MMLU-Pro epochs, ``epochs = ceil(30 · 150 / steps_per_epoch)`` clipped to [30, 300]. At 11
   steps per epoch 30 epochs were 330 steps and the run was still improving when it ended.

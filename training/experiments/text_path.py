@@ -18,11 +18,12 @@ For every embedder (ids from ``irt_fast.embedders.registry``; built offline by
    involved (the embedder object is called directly, then ``Model.route`` on the array);
 4. checks that ``irt_fast.route(list_of_texts, model=m)`` works for the model (offline).
 
-Writes ``OUT/text_path.json`` and ``OUT/text_path.md`` (the table for the README). The
+Writes ``OUT/text_path.json`` and ``OUT/text_path.md`` (the table in docs/embedders.md). The
 recommended production setting is the fastest embedder (batch-256 texts/s) whose test routing
 micro accuracy is within 1 point of the reference's.
 
-``--quick`` trains 3 epochs and times fewer texts (a smoke run, not the README numbers).
+``--quick`` trains 3 epochs and times fewer texts (a smoke run, not the numbers in
+docs/embedders.md).
 """
 
 from __future__ import annotations
