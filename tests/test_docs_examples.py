@@ -106,15 +106,8 @@ def run_block(block: Block, namespace: dict[str, Any], cwd: Path, timeout: float
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    r = subprocess.run(
-        ["bash", "-euc", shell_command(block.code)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    cmd = ["bash", "-euc", shell_command(block.code)]
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         raise AssertionError(
             f"{block.id} exited {r.returncode}\n--- stdout\n{r.stdout[-2000:]}\n"
