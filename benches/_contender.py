@@ -132,9 +132,9 @@ def make_models(out_dir: str) -> dict:
     specs = {"dense": ({}, "x", 768), "top2": ({"top_k": 2}, "x", 768)}
     text_embedder = "m2v-mpnet-256"
     try:
-        from irt_fast import models
+        from irt_fast import embedders
 
-        if models.kind_of(models.resolve(text_embedder)) is not None:
+        if embedders.kind_of(embedders.local_dir(text_embedder)) is not None:
             specs["text"] = ({"embed_dim": 256, "top_k": 2}, text_embedder, 256)
     except Exception as e:  # noqa: BLE001 - any failure only means: no text row
         paths["text_error"] = f"{text_embedder} not available ({e})"

@@ -1,4 +1,4 @@
-"""Onboarding a new LLM (issue 10): the numpy MAP fit at the reference size (d = 232, target
+"""Onboarding a new LLM without retraining: the numpy MAP fit at the reference size (d = 232, target
 < 20 ms for k <= 1,000 answers) and one probe step (select 1 question, record it, refit,
 estimate on a 1,000-question target). Synthetic item parameters of realistic scale; the prior
 from 29 random population rows, as a trained reference model would give.

@@ -5,11 +5,11 @@ case per embedder and batch size (1 and 256), in one run:
         --benchmark-group-by=group --benchmark-columns=min,median,mean,ops,rounds
 
 texts/s = ops × batch (also stored as ``extra_info["texts_per_s"]``). The IrtNet is the trained
-one from ``python -m training.text_path`` when ``$IRT_FAST_TEXT_PATH`` points at its --out
-directory, else a randomly initialised reference-size IrtNet with the embedder's input size
+one from ``python -m training.experiments.text_path`` when ``$IRT_FAST_TEXT_PATH`` points at its
+--out directory, else a randomly initialised reference-size IrtNet with the embedder's input size
 (routing cost does not depend on the weights' values). Questions are MMLU-Pro test questions
 when ../shared/data/mmlu_pro is there, else synthetic sentences. An embedder whose model is not
-built skips with the command that builds it (``python -m irt_fast.models setup``).
+built skips with the command that builds it (``irt-fast models setup``).
 With ``--benchmark-disable`` (CI) each case runs once on a handful of texts: a smoke test.
 """
 
@@ -63,23 +63,21 @@ _cache: dict[str, object] = {}
 
 
 def _embedder(name: str):
-    from irt_fast import models
+    from irt_fast import embedders
     from irt_fast.errors import EmbedderError
 
     if name not in _cache:
         try:
-            path = models.resolve(name)
-            if models.kind_of(path) is None:
+            path = embedders.local_dir(name)
+            if embedders.kind_of(path) is None:
                 raise EmbedderError(f"{path} is not built")
         except EmbedderError as e:
-            pytest.skip(
-                f"embedder {name} not available ({e}); build: python -m irt_fast.models setup"
-            )
-        if models.kind_of(path) == "sentence-transformers":
+            pytest.skip(f"embedder {name} not available ({e}); build: irt-fast models setup")
+        if embedders.kind_of(path) == "sentence-transformers":
             pytest.importorskip("sentence_transformers")
-        if models.kind_of(path) == "onnx":
+        if embedders.kind_of(path) == "onnx":
             pytest.importorskip("onnxruntime")
-        _cache[name] = models.load_embedder(path)
+        _cache[name] = embedders.load_local(path)
     return _cache[name]
 
 

@@ -1,8 +1,13 @@
-"""Shared fixtures: the real MMLU-Pro data beside the checkout and small on-disk datasets."""
+"""Shared fixtures: the real MMLU-Pro data beside the checkout, small on-disk datasets, and a
+fresh interpreter for code that may abort or hang."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,3 +53,29 @@ def minilm_dir() -> Path:
         return packaged_model_path("all-MiniLM-L6-v2")
     except EmbedderError as e:
         pytest.skip(str(e))
+
+
+def _run_py(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(REPO)]),
+    }
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the child interpreter hung (no exit within {timeout} s)")
+
+
+@pytest.fixture
+def run_py() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_py(code, *args, timeout=120)``: run ``code`` (dedented) in a fresh interpreter with
+    ``args`` as ``sys.argv[1:]``, so that an abort or a hang is seen, not suffered; a hang fails
+    the test."""
+    return _run_py

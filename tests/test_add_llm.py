@@ -1,4 +1,4 @@
-"""Issue 10, the Model API for changing the pool of LLMs: add_llm, add_fitted_llm, drop_llms,
+"""The Model API for changing the pool of LLMs without retraining: add_llm, add_fitted_llm, drop_llms,
 prior, llm_info, save/load (format v2). The fit itself is tested in tests/test_onboard*.py; here:
 the right answers reach it, the model serves the fitted row, and nothing else changes."""
 

@@ -56,9 +56,9 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
 def test_outputs_of_the_project_are_readable_by_others(tmp_path: Path, umask_022) -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("matplotlib")
+    from training.evaluation.plots import figure
     from training.export import save_model
     from training.model import IrtNetConfig, build_model
-    from training.plots import figure
 
     torch.manual_seed(0)
     model = build_model(IrtNetConfig(embed_dim=8, d=2, n_llms=2, hidden_dim=4, expert_dim=3,

@@ -1,4 +1,4 @@
-"""Issue 10, ``python -m irt_fast add-llm``: answers files in Parquet/CSV/JSONL with embeddings,
+"""``irt-fast add-llm``: answers files in Parquet/CSV/JSONL with embeddings,
 texts or a --queries dataset directory; bad input exits 2 with a message and writes nothing."""
 
 from __future__ import annotations

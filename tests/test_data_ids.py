@@ -1,4 +1,4 @@
-"""Query ids (issues 11 and 12): string ids end to end through load -> subset -> split -> split
+"""Query ids: string ids end to end through load -> subset -> split -> split
 file, integer ids unchanged, and out-of-range integers as DataErrors naming file, column, row."""
 
 from __future__ import annotations
@@ -9,16 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from irt_fast import splits
 from irt_fast.data import load_dataset, write_dataset
 from irt_fast.errors import DataError
-from irt_fast.splits import (
-    embedllm_split,
-    fixed_split,
-    leave_one_benchmark_out,
-    read_split_file,
-    subsample,
-    write_split_file,
-)
 
 SIDS = ["arc:660", "mmlu:7", "gsm8k:12", "arc:2", "007"]
 
@@ -69,21 +62,21 @@ def test_string_ids_load_kept_as_given(tmp_path, fmt):
 
 def test_string_ids_through_subset_split_and_split_file(tmp_path):
     ds = load_dataset(write_str_dataset(tmp_path / "d"))
-    split = fixed_split(ds.queries["query_id"], fractions=(0.6, 0.2, 0.2), seed=3)
+    split = splits.fixed_split(ds.queries["query_id"], fractions=(0.6, 0.2, 0.2), seed=3)
     assert all(v.dtype == object for v in split.values())
     assert sorted(np.concatenate(list(split.values())).tolist()) == sorted(SIDS)
-    assert subsample(ds.query_ids, 2, seed=0).tolist() == sorted(
-        subsample(ds.query_ids, 2, seed=0).tolist()
+    assert splits.subsample(ds.query_ids, 2, seed=0).tolist() == sorted(
+        splits.subsample(ds.query_ids, 2, seed=0).tolist()
     )
     sub = ds.subset(split["train"])
     assert sorted(sub.queries["query_id"].to_list()) == split["train"].tolist()
     assert set(sub.responses["query_id"].to_list()) <= set(split["train"].tolist())
     for ext in ("csv", "parquet"):
-        f = write_split_file(split, tmp_path / f"split.{ext}")
-        back = read_split_file(f, ds)
+        f = splits.write_split_file(split, tmp_path / f"split.{ext}")
+        back = splits.read_split_file(f, ds)
         for name in split:
             assert back[name].tolist() == split[name].tolist()
-    lobo = leave_one_benchmark_out(ds, "arc")
+    lobo = splits.leave_one_benchmark_out(ds, "arc")
     assert lobo["test"].tolist() == ["arc:2", "arc:660"]
     with pytest.raises(DataError, match="not in the dataset"):
         ds.subset(["arc:660", "nope"])
@@ -107,11 +100,11 @@ def test_integer_ids_unchanged(tmp_path):
     ds = load_dataset(d)
     assert not ds.has_str_ids
     assert ds.queries["query_id"].dtype == pl.Int64 and ds.responses["query_id"].dtype == pl.Int64
-    split = fixed_split(ds.query_ids, seed=0)
+    split = splits.fixed_split(ds.query_ids, seed=0)
     assert all(v.dtype == np.int64 for v in split.values())
-    f = write_split_file({"train": np.array(["x"], dtype=object)}, tmp_path / "s.csv")
+    f = splits.write_split_file({"train": np.array(["x"], dtype=object)}, tmp_path / "s.csv")
     with pytest.raises(DataError, match="'x' is not an integer id"):
-        read_split_file(f, ds)
+        splits.read_split_file(f, ds)
 
 
 def test_int_responses_against_string_queries_is_named(tmp_path):
@@ -145,12 +138,12 @@ def test_embedllm_layout_with_string_prompt_ids(tmp_path):
     )
     ds = load_dataset(tmp_path)
     assert ds.queries["query_id"].to_list() == ["7", "p:1", "p:2"]
-    s = embedllm_split(tmp_path)
+    s = splits.embedllm_split(tmp_path)
     assert s["train"].tolist() == ["p:1", "p:2"] and s["test"].tolist() == ["7"]
 
 
 # ----------------------------------------------------------------------------------------------
-# out of range (issue 12)
+# out of range
 
 
 def test_uint64_beyond_int64_is_data_error(tmp_path):
@@ -192,4 +185,4 @@ def test_csv_digits_beyond_int64_is_data_error(tmp_path):
     split = tmp_path / "s.csv"
     split.write_text("query_id,split\n1,train\n99999999999999999999,test\n")
     with pytest.raises(DataError, match=r"s.csv: column 'query_id', row 1 \(line 3\).*range"):
-        read_split_file(split)
+        splits.read_split_file(split)

@@ -29,7 +29,7 @@ def test_mmlu_shape_keeps_the_reference_recipe():
 def test_leaderboard_shape_gets_a_larger_lr_and_a_smaller_network():
     c, m = defaults.choose(BOARD), defaults.choose(MMLU)
     assert BOARD.steps_per_epoch == 11
-    assert c["lr"].value == pytest.approx(3e-3)  # the issue found 1e-3 better than 1e-4 by hand
+    assert c["lr"].value == pytest.approx(3e-3)  # by hand, 1e-3 beat 1e-4 on this shape
     assert c["lr"].value > 3 * m["lr"].value
     # a cap of at least the optimiser steps of 30 MMLU-Pro epochs: 410 epochs, clipped at 300
     assert c["epochs"].value == 300 > m["epochs"].value

@@ -207,7 +207,7 @@ def test_offline_hub_name_error(tmp_path, monkeypatch):
 def _built(name: str) -> Path:
     p = embedders.models_dir() / name
     if not p.is_dir():
-        pytest.skip(f"embedder {name} not built at {p} (python -m irt_fast.models setup)")
+        pytest.skip(f"embedder {name} not built at {p} (irt-fast models setup)")
     return p
 
 

@@ -1,4 +1,4 @@
-"""The embedder registry (issue 13) and what a weights file may make it do (issue 12).
+"""The embedder registry and what a weights file may make it do (a file is untrusted input).
 
 A name read from a weights file (``from_file=True``) resolves only to an embedder built under
 the models directory: never a path, a hub id, or any network access. Texts that UTF-8 cannot
@@ -175,7 +175,7 @@ def test_lone_surrogate_onnx_encoder():
     except EmbedderError as e:
         pytest.skip(f"{e}")
     if embedders.kind_of(path) != "onnx":
-        pytest.skip("ONNX embedder not built: python -m irt_fast.models setup")
+        pytest.skip("ONNX embedder not built: irt-fast models setup")
     from irt_fast.embedders.onnx import OnnxEmbedder
 
     with pytest.raises(InputError, match="not valid Unicode"):

@@ -78,10 +78,16 @@ def test_one_query_as_vector_and_float64_input(tmp_path: Path) -> None:
     np.testing.assert_array_equal(m.predict_proba(x.tolist()), p64)
 
 
-def test_route_best_is_the_argmax(tmp_path: Path) -> None:
+@pytest.fixture
+def dense(tmp_path: Path):
+    """(model, 300 random float32 queries, their P(correct)) of the dense test model."""
     m, _, _ = make(tmp_path, "dense")
-    x = np.random.default_rng(5).standard_normal((200, 24)).astype(np.float32)
-    p = m.predict_proba(x)
+    x = np.random.default_rng(7).standard_normal((300, 24)).astype(np.float32)
+    return m, x, m.predict_proba(x)
+
+
+def test_route_best_is_the_argmax(dense) -> None:
+    m, x, p = dense
     r = m.route(x)
     np.testing.assert_array_equal(r.indices, p.argmax(1))
     np.testing.assert_array_equal(r.proba, p.max(1))
@@ -91,10 +97,8 @@ def test_route_best_is_the_argmax(tmp_path: Path) -> None:
     np.testing.assert_array_equal(r2.indices, r.indices)
 
 
-def test_route_among_candidates(tmp_path: Path) -> None:
-    m, _, _ = make(tmp_path, "dense")
-    x = np.random.default_rng(6).standard_normal((200, 24)).astype(np.float32)
-    p = m.predict_proba(x)
+def test_route_among_candidates(dense) -> None:
+    m, x, p = dense
     cands = ["llm-3", "llm-1"]
     r = m.route(x, candidates=cands)
     sub = p[:, [3, 1]]
@@ -102,10 +106,8 @@ def test_route_among_candidates(tmp_path: Path) -> None:
     assert set(r.names) <= set(cands)
 
 
-def test_route_cost_penalty(tmp_path: Path) -> None:
-    m, _, _ = make(tmp_path, "dense")
-    x = np.random.default_rng(7).standard_normal((300, 24)).astype(np.float32)
-    p = m.predict_proba(x)
+def test_route_cost_penalty(dense) -> None:
+    m, x, p = dense
     cost = np.array([0.5, 0.1, 2.0, 0.0])
     for lam in (0.0, 0.05, 0.3, 10.0):
         r = m.route(x, cost=cost.tolist(), lam=lam)
@@ -119,10 +121,8 @@ def test_route_cost_penalty(tmp_path: Path) -> None:
     )
 
 
-def test_route_cost_margin(tmp_path: Path) -> None:
-    m, _, _ = make(tmp_path, "dense")
-    x = np.random.default_rng(8).standard_normal((300, 24)).astype(np.float32)
-    p = m.predict_proba(x)
+def test_route_cost_margin(dense) -> None:
+    m, x, p = dense
     cost = np.array([3.0, 1.0, 2.0, 4.0])
     for margin in (0.0, 0.05, 0.2, 1.0):
         r = m.route(x, cost=cost.tolist(), margin=margin)
@@ -222,7 +222,7 @@ def test_text_input_is_embedded_with_the_given_embedder(tmp_path: Path, minilm_d
 
     cfg = config(embed_dim=384)
     t = random_tensors(cfg, 3)
-    # the file names a local path: untrusted, never resolved (issue 12); embedder= is trusted
+    # the file names a local path: untrusted, never resolved; embedder= is trusted
     emb = json.dumps({"name": str(minilm_dir), "dim": 384, "normalize": True})
     m = irt_fast.load(write(tmp_path / "m.safetensors", cfg, t, embedder=emb))
     texts = ["What is the derivative of x^2?", "Name the capital of France."]

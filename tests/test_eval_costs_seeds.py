@@ -13,11 +13,10 @@ from test_engine_fixtures import config, random_tensors, write
 import irt_fast
 from irt_fast.data import load_costs
 from irt_fast.errors import DataError
-from training import decision
-from training.evaluate import bootstrap_all, mean_over_seeds, seed_metrics
+from training.evaluation import decision
+from training.evaluation.stats import bootstrap_all, mean_over_seeds, seed_metrics
+from training.experiments.ood import benchmark_bootstrap
 from training.metrics import route_choices
-from training.newllm import llm_bootstrap
-from training.ood import benchmark_bootstrap
 
 M = -1  # missing
 
@@ -171,15 +170,3 @@ def test_benchmark_bootstrap_resamples_whole_benchmarks() -> None:
     assert ci["irtnet"] == [0.0, 0.0]
     assert ci["mf"] == pytest.approx([0.1, 0.1])
     assert ci["mf_minus_irtnet"] == pytest.approx([0.1, 0.1])
-
-
-def test_llm_bootstrap_averages_seeds_then_resamples_llms() -> None:
-    rows = [
-        {"llm": "a", "irtnet_accuracy": 0.7, "prior_accuracy": 0.6},
-        {"llm": "a", "irtnet_accuracy": 0.9, "prior_accuracy": 0.6},  # a: 0.8 vs 0.6
-        {"llm": "b", "irtnet_accuracy": 0.5, "prior_accuracy": 0.5},  # b: 0.5 vs 0.5
-    ]
-    ci = llm_bootstrap(rows, "accuracy", n_boot=400, seed=0)
-    # resampled means of {0.8, 0.5} lie in [0.5, 0.8]; with 400 resamples both extremes occur
-    assert ci["irtnet"] == pytest.approx([0.5, 0.8])
-    assert ci["irtnet_minus_prior"] == pytest.approx([0.0, 0.2])

@@ -24,7 +24,7 @@ def test_evaluate_quick_end_to_end(tmp_path: Path) -> None:
         [
             "--data", str(tmp_path / "data"), "--out", str(out), "--quick", "--epochs", "2",
             "--n-boot", "50", "--curve-sizes", "100,full", "--quiet",
-            "--skip-ood", "--skip-interpret", "--skip-newllm",
+            "--skip-ood", "--skip-interpret",
         ]
     )  # fmt: skip
     assert rc == 0
@@ -99,7 +99,7 @@ def test_evaluate_two_seeds_costs_and_curve_reuse(tmp_path: Path) -> None:
             "--data", str(tmp_path / "data"), "--out", str(out), "--quick", "--epochs", "2",
             "--seeds", "2", "--curve-seeds", "2", "--n-boot", "30", "--curve-sizes", "80,full",
             "--methods", "irtnet,mf", "--costs", str(costs), "--quiet",
-            "--skip-ood", "--skip-interpret", "--skip-newllm",
+            "--skip-ood", "--skip-interpret",
         ]
     )  # fmt: skip
     assert rc == 0
@@ -166,7 +166,7 @@ def test_evaluate_on_the_embedllm_layout_with_its_shipped_split(tmp_path: Path) 
         [
             "--data", str(d), "--out", str(out), "--quick", "--epochs", "1", "--n-boot", "20",
             "--split", "embedllm", "--methods", "mf", "--skip-curve", "--quiet",
-            "--skip-ood", "--skip-interpret", "--skip-newllm",
+            "--skip-ood", "--skip-interpret",
         ]
     )  # fmt: skip
     assert rc == 0

@@ -1,4 +1,5 @@
-"""Experiments 3–5 (training.ood, training.interpret, training.newllm) on tiny synthetic data."""
+"""The studies of training.experiments (ood, interpret, the experiments' command) on tiny
+synthetic data, and the θ-only fit of a new LLM (irt_fast.onboard) over a network's α, β."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from irt_fast.splits import fixed_split
 from irt_fast.synthetic import make_synthetic
-from training import interpret, newllm, ood
+from training.experiments import interpret, ood
 from training.model import IrtNetConfig, build_model
 
 
@@ -91,29 +92,16 @@ def test_llm_family_mapping():
     assert d["inter_mean_l2"] == pytest.approx((5.0 + math.sqrt(26.0)) / 2)
 
 
-def test_newllm_quick(tiny, tmp_path):
-    ds, _, split = tiny
-    res = newllm.run(ds, split, tmp_path, quick=True, seed=0)
-    assert len(res["held_out"]) == 3  # min(5, n_llms // 4)
-    t = res["by_k"]
-    assert set(t) == {"10", "50", "200", "all"}
-    for r in t.values():
-        assert _finite_in(r["irtnet_accuracy"], 0.0, 1.0)
-        assert _finite_in(r["irtnet_auc"], 0.0, 1.0)
-        assert _finite_in(r["irtnet_bench_rmse"], 0.0, 1.0)
-    # More answers → a better θ: held-out log-loss falls from k=10 to all answers, and with
-    # all answers the IRT fit beats the constant prior on AUC.
-    assert t["all"]["irtnet_logloss"] < t["10"]["irtnet_logloss"]
-    assert t["all"]["irtnet_auc"] > t["all"]["prior_auc"]
-    assert (tmp_path / "newllm_vs_k.png").stat().st_size > 1000
-
-
 def _expected_logloss(p_true: np.ndarray, p: np.ndarray) -> float:
     p = np.clip(p, 1e-7, 1 - 1e-7)
     return float(-np.mean(p_true * np.log(p) + (1 - p_true) * np.log1p(-p)))
 
 
-def test_fit_new_llm_recovers_planted_theta():
+def test_onboard_fit_recovers_planted_theta_over_a_network():
+    """A new LLM fitted alone (irt_fast.onboard, the network frozen) from k of its answers: more
+    answers bring θ nearer the planted one and the held-out predictions nearer the truth."""
+    from irt_fast.onboard import Prior, fit_llm
+
     torch.manual_seed(0)
     cfg = IrtNetConfig(
         embed_dim=16, d=4, n_llms=3, hidden_dim=32, expert_dim=16, n_routed=2, dropout=0.0
@@ -126,22 +114,23 @@ def test_fit_new_llm_recovers_planted_theta():
         # Scale α so the planted θ matters; the fit sees the same (frozen) network.
         model.item_net.alpha.weight.mul_(3.0 / float(alpha.std()))
         model.item_net.alpha.bias.mul_(3.0 / float(alpha.std()))
-        alpha, beta = model.item_params(torch.from_numpy(emb))
+        alpha, beta = (t.double().numpy() for t in model.item_params(torch.from_numpy(emb)))
+    prior = Prior(np.zeros(5), np.diag([1.0, 1.0, 1.0, 1.0, 1.5**2]))  # N(0, 1) θ, N(0, 1.5²) b
     losses: dict[int, list[float]] = {10: [], 200: []}
     errors: dict[int, list[float]] = {10: [], 200: []}
     for s in range(5):
         r = np.random.default_rng(100 + s)
-        theta_true = torch.from_numpy(r.standard_normal(4).astype(np.float32))
-        p_true = torch.sigmoid(alpha @ theta_true - beta + 0.3).numpy()
-        y = (r.random(len(p_true)) < p_true).astype(np.float32)
+        theta_true = r.standard_normal(4)
+        p_true = 1.0 / (1.0 + np.exp(-(alpha @ theta_true - beta + 0.3)))
+        y = (r.random(len(p_true)) < p_true).astype(np.float64)
         train, test = np.arange(400), np.arange(400, 1400)
         for k in (10, 200):
             pick = r.choice(train, k, replace=False)
-            theta, bias = newllm.fit_new_llm(model, emb[pick], y[pick], prior_std=1.0)
-            assert theta.shape == (4,) and bias.shape == ()
-            p = torch.sigmoid(alpha[test] @ theta - beta[test] + bias).numpy()
+            post = fit_llm(alpha[pick], beta[pick], y[pick], prior)
+            assert post.theta.shape == (4,) and post.n_answers == k
+            p = 1.0 / (1.0 + np.exp(-(alpha[test] @ post.theta - beta[test] + post.bias)))
             losses[k].append(_expected_logloss(p_true[test], p))
-            errors[k].append(float((theta - theta_true).norm()))
+            errors[k].append(float(np.linalg.norm(post.theta - theta_true)))
     assert np.mean(losses[200]) < np.mean(losses[10])
     assert np.mean(errors[200]) < np.mean(errors[10])
     # With 200 answers θ is close to the truth relative to its prior scale (‖θ‖ ≈ 2).
@@ -152,7 +141,7 @@ def test_experiment_cli_writes_result_and_report(tmp_path):
     import json
 
     from irt_fast.data import write_dataset
-    from training.experiment import main
+    from training.experiments.__main__ import main
 
     ds, _ = make_synthetic(n_llms=6, n_queries=300, n_benchmarks=3, seed=0)
     write_dataset(ds, tmp_path / "data")

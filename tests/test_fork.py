@@ -1,4 +1,4 @@
-"""Issue 12: a loaded model keeps working in processes forked from its parent (multiprocessing's
+"""A loaded model keeps working in processes forked from its parent (multiprocessing's
 fork context, gunicorn --preload). Before the fix the child's first call waited forever on the
 parent's worker threads, which fork() does not copy. Run in a subprocess with a timeout, so a
 hang fails the test instead of the suite."""
@@ -6,15 +6,11 @@ hang fails the test instead of the suite."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.test_engine_fixtures import config, write
-
-REPO = Path(__file__).resolve().parents[1]
 
 _SCRIPT = """
 import multiprocessing as mp, sys
@@ -45,23 +41,7 @@ if __name__ == "__main__":
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_multiprocessing_fork_children_can_use_a_loaded_model(tmp_path: Path) -> None:
+def test_multiprocessing_fork_children_can_use_a_loaded_model(tmp_path: Path, run_py) -> None:
     path = write(tmp_path / "m.safetensors", config(n_llms=4))
-    script = tmp_path / "fork_child.py"
-    script.write_text(_SCRIPT)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(REPO)]),
-    }
-    try:
-        r = subprocess.run(
-            [sys.executable, str(script), str(path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("a forked child's call hung")
+    r = run_py(_SCRIPT, str(path))
     assert r.returncode == 0 and "ok" in r.stdout, (r.returncode, r.stderr[-2000:])

@@ -1,4 +1,4 @@
-"""Format v2 in the engine (issue 10): v1 and v2 files load; llm_info, prior and answers are
+"""Format v2 in the engine (what onboarding new LLMs stores): v1 and v2 files load; llm_info, prior and answers are
 validated (WeightsFormatError naming the entry) and exposed; Engine.with_llms shares the item
 network, validates its input (InputError) and leaves the original engine unchanged."""
 

@@ -1,10 +1,9 @@
 """No import circles: in the Python package and training (one graph: training imports irt_fast),
-and between the Rust modules of rust/src.
+and between the Rust modules of rust/src; and training's three rooms import one way only.
 
 Python edges come from ``import`` / ``from ... import`` statements parsed with ``ast``, at module
-level AND inside functions: a function-level import is how a circle hides (the circle issue 13
-found, models.py <-> onnx_embed.py / static_embed.py, went only through function-level imports),
-and it is still a dependency both ways. Imports under ``if TYPE_CHECKING:`` are left out: they
+level AND inside functions: a function-level import is how a circle hides (one between the
+embedder modules went only through function-level imports), and it is still a dependency both ways. Imports under ``if TYPE_CHECKING:`` are left out: they
 never run, they only name types. ``from pkg import name`` is an edge to ``pkg.name`` when that is
 a module, else to ``pkg``; importing a submodule is not counted as importing its package's
 ``__init__`` (that would make every package with re-exports a circle).
@@ -179,6 +178,65 @@ def test_python_walker_catches_a_function_level_circle(tmp_path):
 def test_no_python_import_cycles():
     cycles = find_cycles(python_graph())
     assert not cycles, f"import circles (each list is one circle's modules): {cycles}"
+
+
+# ----------------------------------------------------------------------------------------------
+# training's rooms: experiments -> evaluation -> the front, never back up
+
+# bottom to top; a module may import its own room and the rooms below it
+ROOMS = ("training", "training.evaluation", "training.experiments")
+# the commands that join rooms (training.evaluate hands the studies to the suite): they may
+# import every room, and no module may import them
+ENTRY_POINTS = {"training.evaluate"}
+
+
+def room_of(module: str) -> int | None:
+    """Index in ``ROOMS`` of a training module's room (None outside training)."""
+    if module != "training" and not module.startswith("training."):
+        return None
+    parts = module.split(".")
+    return ROOMS.index(".".join(parts[:2])) if ".".join(parts[:2]) in ROOMS[1:] else 0
+
+
+def room_violations(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) edges that go up the rooms or into an entry point."""
+    bad = []
+    for mod, deps in graph.items():
+        here = room_of(mod)
+        if here is None:
+            continue
+        for dep in deps:
+            there = room_of(dep)
+            if dep in ENTRY_POINTS or (
+                there is not None and mod not in ENTRY_POINTS and there > here
+            ):
+                bad.append((mod, dep))
+    return sorted(bad)
+
+
+def test_room_check_catches_an_upward_import():
+    g = {
+        "training.fit": {"training.evaluation.report"},
+        "training.evaluation.report": {"training.experiments.ood", "training.metrics"},
+        "training.experiments.ood": {"training.evaluation.plots", "training.loop"},
+        "training.evaluate": {"training.experiments.ood"},
+        "training.loop": {"training.evaluate"},
+    }
+    assert room_violations(g) == [
+        ("training.evaluation.report", "training.experiments.ood"),
+        ("training.fit", "training.evaluation.report"),
+        ("training.loop", "training.evaluate"),
+    ]
+
+
+def test_training_rooms_import_one_way():
+    g = python_graph()
+    for room in ROOMS[1:]:  # each room exists and holds modules, so the check means something
+        assert any(m.startswith(room + ".") for m in g), room
+    assert "training.evaluation.evaluate" in g["training.evaluate"]
+    assert any(d.startswith("training.experiments.") for d in g["training.evaluate"])
+    bad = room_violations(g)
+    assert not bad, f"imports against the rooms' direction (importer, imported): {bad}"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Issue 12, odd API inputs: every bad argument is an InputError / WeightsFormatError naming it,
+"""Odd API inputs: every bad argument is an InputError / WeightsFormatError naming it,
 never a bare TypeError/ValueError/OverflowError, and ambiguous inputs are refused instead of
 being read one way silently."""
 

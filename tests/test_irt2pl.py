@@ -7,8 +7,8 @@ import pytest
 
 from irt_fast.synthetic import make_synthetic
 from training.data import random_split_matrices
-from training.irt2pl import choose_k, fit_irt2pl, irt2pl_predictions
-from training.leaderboard_boot import paired_bootstrap
+from training.evaluation.irt2pl import choose_k, fit_irt2pl, irt2pl_predictions
+from training.experiments.leaderboard_boot import paired_bootstrap
 from training.metrics import MISSING, bootstrap_indices, correctness_metrics, percentile_ci
 
 

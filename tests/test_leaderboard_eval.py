@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from training import leaderboard_eval
+from training.experiments import leaderboard_eval
 
 
 @pytest.mark.slow
@@ -36,7 +36,7 @@ def test_leaderboard_comparison_runs_and_orders_sensibly(tmp_path):
 
 
 def test_other_generator_and_old_mf_run(tmp_path):
-    """--generator synthetic (few LLMs, many questions: the issue's second shape) with the
+    """--generator synthetic (few LLMs, many questions) with the
     old-recipe MF: the report holds what was asked and the true probabilities' row."""
     out = tmp_path / "syn"
     argv = ["--out", str(out), "--generator", "synthetic", "--n-llms", "5", "--n-queries", "150",

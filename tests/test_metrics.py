@@ -1,4 +1,4 @@
-"""Hand-checked cases for training.metrics, training.decision and training.baselines."""
+"""Hand-checked cases for training.metrics and training.evaluation's decision and baselines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from training import baselines, decision
+from training.evaluation import baselines, decision
 from training.metrics import (
     bootstrap_ci,
     bootstrap_indices,

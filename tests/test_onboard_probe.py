@@ -8,26 +8,13 @@ import pytest
 from irt_fast.errors import InputError
 from irt_fast.onboard import Prior
 from irt_fast.onboard.probe import Estimate, Probe
-from training.onboard_core import onboard_case
-from training.onboard_synthetic import synthetic_cases
+from training.experiments.onboard_core import onboard_case
+from training.experiments.onboard_synthetic import synthetic_cases
 
 
 @pytest.fixture(scope="module")
 def cases():
     return synthetic_cases(n_llms=200, n_onboard=24, seed=1, d=4, n_queries=1200)
-
-
-def _probe(case, **kw):
-    return Probe.from_params(
-        case.alpha_pool,
-        case.beta_pool,
-        case.alpha_t,
-        case.beta_t,
-        case.prior,
-        groups=case.groups_t,
-        pool_groups=case.pool_groups,
-        **kw,
-    )
 
 
 def test_variance_selection_beats_random_with_known_truth(cases):
@@ -54,7 +41,7 @@ def test_intervals_cover_about_ninety_percent(cases):
 
 def test_next_is_stratified_and_never_repeats(cases):
     c = cases[0]
-    pr = _probe(c, strategy="stratified", seed=0)
+    pr = c.probe(strategy="stratified", seed=0)
     seen: set[int] = set()
     for _ in range(6):
         idx = pr.next(10)
@@ -74,7 +61,7 @@ def test_next_is_stratified_and_never_repeats(cases):
 
 def test_pool_groups_default_to_nearest_target_centroid(cases):
     c = cases[0]
-    pr = _probe(c, strategy="stratified")
+    pr = c.probe(strategy="stratified")
     guessed = Probe.from_params(
         c.alpha_pool, c.beta_pool, c.alpha_t, c.beta_t, c.prior, groups=c.groups_t
     )
@@ -84,7 +71,7 @@ def test_pool_groups_default_to_nearest_target_centroid(cases):
 
 def test_prior_only_estimate_and_more_answers_narrow_it(cases):
     c = cases[1]
-    pr = _probe(c, seed=3)
+    pr = c.probe(seed=3)
     e0 = pr.estimate()
     assert e0.n_answers == 0 and pr.posterior is None
     idx = pr.next(100)
@@ -94,7 +81,7 @@ def test_prior_only_estimate_and_more_answers_narrow_it(cases):
 
 def test_record_rejects_bad_input_without_changing_state(cases):
     c = cases[0]
-    pr = _probe(c)
+    pr = c.probe()
     idx = pr.next(3)
     pr.record(idx, c.y_pool[idx])
     for bad_idx, bad_y, msg in [
@@ -118,7 +105,7 @@ def test_record_rejects_bad_input_without_changing_state(cases):
 def test_constructor_errors(cases):
     c = cases[0]
     with pytest.raises(InputError, match="strategy"):
-        _probe(c, strategy="greedy")
+        c.probe(strategy="greedy")
     with pytest.raises(InputError, match="groups"):
         Probe.from_params(c.alpha_pool, c.beta_pool, c.alpha_t, c.beta_t, c.prior, groups=["a"])
     with pytest.raises(InputError, match="dimension"):
@@ -128,7 +115,7 @@ def test_constructor_errors(cases):
     with pytest.raises(InputError, match="NaN"):
         Probe.from_params(c.alpha_pool * np.nan, c.beta_pool, c.alpha_t, c.beta_t, c.prior)
     with pytest.raises(InputError, match="level"):
-        _probe(c, level=0.5)
+        c.probe(level=0.5)
 
 
 class _FakeModel:

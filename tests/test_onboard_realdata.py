@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 
 @pytest.mark.slow
 def test_onboard_experiment_quick(mmlu_pro_dir, tmp_path):
-    from training.experiment import main
+    from training.experiments.__main__ import main
 
     assert (
         main(

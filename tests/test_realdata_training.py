@@ -1,7 +1,7 @@
 """Real-data training runs (slow: `make test-all` or `pytest -m slow`).
 
-The first reproduces the README's headline run on the fixed split and checks it against the
-bars that must hold on any healthy run; the second shows why θ's initialisation and prior
+The first reproduces the headline run of docs/training.md on the fixed split and checks it
+against the bars that must hold on any healthy run; the second shows why θ's initialisation and prior
 differ from the paper's on sparse pools.
 """
 

@@ -1,4 +1,4 @@
-"""String question ids (``arc:660``) end to end on the training side (issue 11): fit → export →
+"""String question ids (``arc:660``) end to end on the training side: fit → export →
 engine → evaluation report, ids kept as given in split.csv; int ids keep working (the rest of
 the suite)."""
 
@@ -66,7 +66,7 @@ def test_fit_engine_and_report_with_string_query_ids(tmp_path):
     rc = evaluate.main([
         "--data", str(data), "--out", str(ev), "--split", str(out / "split.csv"), "--quick",
         "--methods", "irtnet", "--epochs", "1", "--n-boot", "20", "--skip-curve", "--skip-ood",
-        "--skip-interpret", "--skip-newllm", "--quiet", "--device", "cpu",
+        "--skip-interpret", "--quiet", "--device", "cpu",
     ])  # fmt: skip
     assert rc == 0
     assert _split_ids(ev / "split.csv") == parts

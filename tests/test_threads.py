@@ -117,7 +117,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 def test_model_works_in_a_forked_child(tmp_path: Path) -> None:
-    """Issue 12: after fork (multiprocessing, gunicorn --preload) the child's first call hung
+    """After fork (multiprocessing, gunicorn --preload) the child's first call hung
     forever: the parent's worker threads do not exist in the child."""
     import subprocess
     import sys

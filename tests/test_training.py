@@ -223,5 +223,5 @@ def test_weight_decay_spares_the_per_llm_parameters():
     n_all = sum(1 for _ in model.parameters())
     assert len(decay["params"]) + len(spared["params"]) == n_all
     assert all(p is not model.theta for p in decay["params"])
-    # the recipe before issue 11 decayed everything
+    # the paper's fixed recipe decays everything
     assert param_groups(model, 1e-4, llm_decay=True)[1]["weight_decay"] == 1e-4

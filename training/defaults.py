@@ -3,7 +3,7 @@
 The paper's recipe was tuned on one shape (29 LLMs × 12,032 questions, 150 steps per epoch).
 On a leaderboard (thousands of LLMs × about a thousand questions) the same recipe takes ~11
 optimiser steps per epoch, validation accuracy barely moves, the plateau schedule cuts the
-learning rate and early stopping ends the run at the per-LLM prior (issue 11). The choices:
+learning rate and early stopping ends the run at the per-LLM prior. The choices:
 
 - **learning rate** from the number of optimiser steps per epoch, so that an epoch moves the
   weights about as far whatever the shape: ``lr = 3e-4 · 150 / steps_per_epoch``, clipped to
@@ -11,7 +11,7 @@ learning rate and early stopping ends the run at the per-LLM prior (issue 11). T
   used); at 700 training questions (11 steps) it is 3e-3. (The first rule, 3e-4·√(150/steps),
   gave 1.1e-3 there; on leaderboard-shaped synthetic data with other seeds than the reported
   one, 3e-3 had lower test log-loss at 1,000 and 6,000 LLMs, and at 11 LLMs × 3,000 questions
-  the linear rule was level: README "The recipe adapts to the data".)
+  the linear rule was level: docs/training.md, "How the recipe adapts to the data".)
 - **epochs** (the cap; early stopping ends the run): at least the optimiser steps of 30
   MMLU-Pro epochs, ``epochs = ceil(30 · 150 / steps_per_epoch)`` clipped to [30, 300]. At 11
   steps per epoch 30 epochs were 330 steps and the run was still improving when it ended.
@@ -31,8 +31,8 @@ learning rate and early stopping ends the run at the per-LLM prior (issue 11). T
   mixture below 5,000 training questions has ~4,000 parameters per question; below that the
   ``reduced`` preset (d = 64, 1 + 7 experts of 256 → 128).
 
-``old_recipe()`` gives the pre-issue-11 choices (lr 1e-4, accuracy stopping, paper sizes), for
-comparisons (``training.fit --old-recipe``).
+``old_recipe()`` gives the paper's fixed choices (lr 1e-4, accuracy stopping, paper sizes),
+for comparisons (``training.fit --old-recipe``).
 """
 
 from __future__ import annotations
@@ -128,27 +128,29 @@ def _in_steps(shape: Shape, ref: int, bounds: tuple[int, int]) -> int:
     return int(min(max(n, bounds[0]), bounds[1]))
 
 
-def choose_patience(shape: Shape) -> Choice:
-    n = _in_steps(shape, REF_PATIENCE, PATIENCE_RANGE)
+def _patience(shape: Shape, what: str, ref: int, bounds: tuple[int, int], why: str = "") -> Choice:
+    """``what`` after n epochs without a better validation score, n = ``ref`` MMLU-Pro epochs
+    in optimiser steps (``_in_steps``)."""
+    n = _in_steps(shape, ref, bounds)
     return Choice(
         n,
         "data",
-        f"stop after {n} epochs without a better validation score: {REF_PATIENCE} MMLU-Pro epochs "
-        f"in optimiser steps ({REF_STEPS} per epoch there, {shape.steps_per_epoch} here), clipped "
-        f"to [{PATIENCE_RANGE[0]}, {PATIENCE_RANGE[1]}]; at 11 steps per epoch 5 epochs stopped at "
-        "points set by the noise of a small validation split",
+        f"{what} after {n} epochs without a better validation score: {ref} MMLU-Pro epochs in "
+        f"optimiser steps ({REF_STEPS} per epoch there, {shape.steps_per_epoch} here), clipped to "
+        f"[{bounds[0]}, {bounds[1]}]{why}",
     )
+
+
+def choose_patience(shape: Shape) -> Choice:
+    why = (
+        "; at 11 steps per epoch 5 epochs stopped at points set by the noise of a small "
+        "validation split"
+    )
+    return _patience(shape, "stop", REF_PATIENCE, PATIENCE_RANGE, why)
 
 
 def choose_lr_patience(shape: Shape) -> Choice:
-    n = _in_steps(shape, REF_LR_PATIENCE, LR_PATIENCE_RANGE)
-    return Choice(
-        n,
-        "data",
-        f"cut the lr after {n} epochs without a better validation score: {REF_LR_PATIENCE} "
-        f"MMLU-Pro epochs in optimiser steps, clipped to [{LR_PATIENCE_RANGE[0]}, "
-        f"{LR_PATIENCE_RANGE[1]}]",
-    )
+    return _patience(shape, "cut the lr", REF_LR_PATIENCE, LR_PATIENCE_RANGE)
 
 
 def choose_stop_metric(shape: Shape) -> Choice:
@@ -156,7 +158,7 @@ def choose_stop_metric(shape: Shape) -> Choice:
         "logloss",
         "data",
         "early stopping and the plateau schedule follow validation log-loss: accuracy at 0.5 "
-        "is coarse and stays flat while predictions still improve (issue 11)",
+        "is coarse and stays flat while predictions still improve",
     )
 
 
@@ -166,7 +168,7 @@ def choose_llm_decay(shape: Shape) -> Choice:
         "data",
         "no weight decay on θ and the per-LLM offsets (their prior is theta_prior_std): decay on "
         f"the mean loss weighs against each LLM's 1/{shape.n_llms} share of the data, and at "
-        "thousands of LLMs it outweighed the data (issue 11)",
+        "thousands of LLMs it outweighed the data",
     )
 
 
@@ -184,8 +186,8 @@ def choose(shape: Shape) -> dict[str, Choice]:
 
 
 def old_recipe() -> dict[str, Choice]:
-    """The recipe before issue 11, whatever the data."""
-    why = "--old-recipe: the recipe before issue 11"
+    """The paper's fixed recipe, whatever the data (before the choices above existed)."""
+    why = "--old-recipe: the paper's fixed recipe, not chosen from the data"
     return {
         "lr": Choice(1e-4, "old-recipe", why),
         "epochs": Choice(REF_EPOCHS, "old-recipe", why),

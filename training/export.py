@@ -1,6 +1,6 @@
 """Write and read the irt_fast weights file (docs/format.md) from torch.
 
-Format v2 (issue 10) adds, for onboarding new LLMs later without torch: ``llm_info`` (every
+Format v2 adds, for onboarding new LLMs later without torch: ``llm_info`` (every
 exported LLM is "trained", with the number of training answers it was fitted from when the
 caller gives it) and the population prior over (θ, b), tensors ``prior.mean`` / ``prior.cov``
 (``irt_fast.onboard.prior.Prior.from_population`` of the exported rows). v1 files still read.

@@ -31,11 +31,10 @@ from irt_fast.embed import DEFAULT_EMBEDDER
 from irt_fast.errors import InputError
 from irt_fast.splits import write_split_file
 from training import defaults, distributed
-from training.baselines import unit_rows
 from training.configs import ModelConfig
 from training.export import atomic_write, save_model
 from training.loop import TrainOptions, evaluate, fit_model, prior_metrics, resolve_device
-from training.metrics import pearson
+from training.metrics import pearson, unit_rows
 from training.model import IrtModel
 from training.pairs import matrices
 from training.presets import TRAIN_METHODS
@@ -94,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     t.add_argument(
         "--old-recipe", action="store_true",
-        help="the recipe before issue 11: lr 1e-4, accuracy stopping, paper sizes",
+        help="the paper's fixed recipe instead of choices from the data: lr 1e-4, accuracy "
+             "stopping, paper sizes",
     )  # fmt: skip
     t.add_argument(
         "--llm-decay", action="store_true", default=None,
@@ -211,8 +211,8 @@ def load_data(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     ``--embedder X`` always means "the vectors come from X", and the weights file records X
     with the dimension of the vectors the model was trained on. On data that ships embeddings,
     X re-embeds a sample of 32 texts: if X reproduces the shipped vectors they are kept (no
-    work lost when they are X's, as in training.text_path), otherwise every text is re-embedded
-    with X. Re-embedding rather than refusing: the shipped vectors' embedder is recorded
+    work lost when they are X's, as in training.experiments.text_path), otherwise every text is
+    re-embedded with X. Re-embedding rather than refusing: the shipped vectors' embedder is recorded
     nowhere, so the flag is the only way a user can say which embedder to serve with, and
     refusing would make them delete the embeddings file to change embedder. Without the flag,
     shipped embeddings are used and recorded as the default embedder's (the shared data's);

@@ -37,8 +37,8 @@ from training.model import BatchShare, IrtModel, IrtNetConfig, ThetaInit, build_
 class TrainOptions:
     """The training recipe. ``lr``, ``epochs``, ``patience``, ``lr_patience``, ``stop_metric``
     and ``llm_decay`` left at None are chosen from the data by ``training.defaults``
-    (``old_recipe=True``: the pre-issue-11 values); ``FitResult.recipe`` records every choice
-    and why. θ's initialisation and prior: see README "Sparse pools and the prior floor"."""
+    (``old_recipe=True``: the paper's fixed values); ``FitResult.recipe`` records every choice
+    and why. θ's initialisation and prior: see docs/training.md."""
 
     epochs: int | None = None  # None: the cap from the data (training.defaults.choose_epochs)
     lr: float | None = None  # None: from the data (training.defaults.choose_lr)
@@ -54,7 +54,7 @@ class TrainOptions:
     lr_factor: float = 0.1
     # "logloss" or "accuracy" on validation; None: from the data (training.defaults)
     stop_metric: str | None = None
-    old_recipe: bool = False  # reproduce the recipe before issue 11 (lr 1e-4, accuracy)
+    old_recipe: bool = False  # the paper's fixed recipe (lr 1e-4, accuracy stopping)
     # weight decay on θ and the per-LLM offsets too; None: from the data (no), old recipe: yes
     llm_decay: bool | None = None
     theta_init_std: float = 0.1
@@ -194,8 +194,8 @@ def prior_metrics(
 def param_groups(
     model: IrtModel, weight_decay: float, *, llm_decay: bool = False
 ) -> list[dict[str, Any]]:
-    """Weight decay on the item network only (``llm_decay``: on everything, the recipe before
-    issue 11). θ and the per-LLM offsets are regularised by their own prior
+    """Weight decay on the item network only (``llm_decay``: on everything, as the paper's fixed
+    recipe does). θ and the per-LLM offsets are regularised by their own prior
     (``theta_prior_std``, scaled by the number of pairs, so it is a MAP prior whatever the
     shape): weight decay on the mean loss is a prior of precision ``weight_decay`` against
     each LLM's data share of 1/n_llms, which at thousands of LLMs outweighs the data

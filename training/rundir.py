@@ -1,4 +1,4 @@
-"""A run directory that always holds one consistent run (issue 12).
+"""A run directory that always holds one consistent run, even when a run fails or is killed.
 
 ``staged_run(out)`` hands the caller a fresh directory beside ``out``
 (``.<name>.tmp-<pid>-<random>``) to write every file into, and only when the caller finishes

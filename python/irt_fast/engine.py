@@ -350,7 +350,7 @@ def load(path: str | os.PathLike[str], *, threads: int | None = None, dtype: str
             ``irt_fast.inputs.MAX_THREADS``).
         dtype: storage of the item network's large weight matrices: ``"f32"`` (exact, the
             default) or ``"bf16"`` (bfloat16: half the bytes per query, sums in f32; the gate,
-            biases, heads and abilities stay f32). Its accuracy cost is in the README.
+            biases, heads and abilities stay f32). Its accuracy cost: docs/engine.md.
 
     Returns:
         The Model.

@@ -15,7 +15,7 @@ The generator follows the model the package fits, so a correct implementation ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -69,6 +69,38 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free
 
 
+def _clusters(
+    rng: np.random.Generator, n_queries: int, n_benchmarks: int, embed_dim: int, noise: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's benchmark ``[Q]`` and unit embedding ``[Q, embed_dim]``: a random unit centre
+    per benchmark plus isotropic noise of norm about ``noise``, normalised. Queries are assigned
+    round-robin and then shuffled, so every benchmark has n_queries / n_benchmarks (± 1)."""
+    centres = rng.standard_normal((n_benchmarks, embed_dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    qb = rng.permutation(np.arange(n_queries) % n_benchmarks)
+    v = centres[qb] + rng.standard_normal((n_queries, embed_dim)) * (noise / np.sqrt(embed_dim))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return qb, v
+
+
+def _hidden(rng: np.random.Generator, v: np.ndarray, hidden: int) -> np.ndarray:
+    """``tanh(v W + b)`` ``[Q, hidden]`` of a fixed random layer: the smooth features α, β use."""
+    w1 = rng.standard_normal((v.shape[1], hidden)) * 1.5
+    return np.tanh(v @ w1 + rng.standard_normal(hidden) * 0.3)
+
+
+def _linear_hidden(rng: np.random.Generator, v: np.ndarray, h: np.ndarray, d: int) -> np.ndarray:
+    """``v A + h U`` ``[Q, d]``: general loadings, linear in v plus smooth in the hidden features."""
+    a_lin = rng.standard_normal((v.shape[1], d)) * 0.3
+    return v @ a_lin + h @ (rng.standard_normal((h.shape[1], d)) * (0.5 / np.sqrt(h.shape[1])))
+
+
+def _smooth_beta(rng: np.random.Generator, v: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The part of β ``[Q]`` the embedding predicts (hidden features plus a linear term)."""
+    b_hid = h @ (rng.standard_normal(h.shape[1]) * (1.0 / np.sqrt(h.shape[1])))
+    return b_hid + v @ (rng.standard_normal(v.shape[1]) * 0.5)
+
+
 def make_synthetic(
     n_llms: int = 20,
     n_queries: int = 3000,
@@ -110,28 +142,15 @@ def make_synthetic(
         raise InputError(f"n_specialists must be in [0, n_llms], got {n_specialists}")
     rng = np.random.default_rng(seed)
 
-    # Embeddings: benchmark clusters on the unit sphere. Queries are assigned round-robin and
-    # then shuffled, so every benchmark has n_queries / n_benchmarks queries (± 1).
-    centres = rng.standard_normal((n_benchmarks, embed_dim))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    qb = rng.permutation(np.arange(n_queries) % n_benchmarks)
-    noise = rng.standard_normal((n_queries, embed_dim)) * (cluster_noise / np.sqrt(embed_dim))
-    v = centres[qb] + noise
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    # Embeddings: benchmark clusters on the unit sphere.
+    qb, v = _clusters(rng, n_queries, n_benchmarks, embed_dim, cluster_noise)
 
     # α, β: a fixed random smooth function of v. Scales chosen so that logits spread over
     # roughly ±3 (accuracies neither all 0 nor all 1).
-    w1 = rng.standard_normal((embed_dim, hidden)) * 1.5
-    b1 = rng.standard_normal(hidden) * 0.3
-    h = np.tanh(v @ w1 + b1)  # [Q, hidden]
-    a_lin = rng.standard_normal((embed_dim, d)) * 0.3
-    a_hid = rng.standard_normal((hidden, d)) * (0.5 / np.sqrt(hidden))
-    a0 = np.zeros(d)
-    a0[0] = 1.5
-    alpha = v @ a_lin + h @ a_hid + a0
-    beta = h @ (rng.standard_normal(hidden) * (1.0 / np.sqrt(hidden))) + v @ (
-        rng.standard_normal(embed_dim) * 0.5
-    )
+    h = _hidden(rng, v, hidden)  # [Q, hidden]
+    alpha = _linear_hidden(rng, v, h, d)
+    alpha[:, 0] += 1.5
+    beta = _smooth_beta(rng, v, h)
 
     theta = rng.standard_normal((n_llms, d))
     specialist_of = np.full(n_llms, -1, dtype=np.int64)
@@ -165,45 +184,28 @@ def make_synthetic(
     p_obs = prob[llm_idx, q_idx]
     correct = (rng.random(len(p_obs)) < p_obs).astype(np.int8)
 
-    ds = _dataset(
-        llm_idx,
-        q_idx,
-        correct,
-        qb,
-        v,
-        n_llms,
-        n_benchmarks,
+    truth = Truth(theta, alpha, beta, prob, _bench_names(n_benchmarks), qb, specialist_of)
+    source = (
         f"synthetic(n_llms={n_llms}, n_queries={n_queries}, n_benchmarks={n_benchmarks}, "
-        f"embed_dim={embed_dim}, d={d}, observed={observed}, seed={seed})",
+        f"embed_dim={embed_dim}, d={d}, observed={observed}, seed={seed})"
     )
-    bench_names = [f"bench_{b}" for b in range(n_benchmarks)]
-    truth = Truth(
-        theta=theta,
-        alpha=alpha,
-        beta=beta,
-        prob=prob,
-        benchmark_names=bench_names,
-        query_benchmark=qb,
-        specialist_of=specialist_of,
-    )
-    return ds, truth
+    return _dataset(truth, v, (llm_idx, q_idx, correct), source), truth
+
+
+def _bench_names(n_benchmarks: int) -> list[str]:
+    return [f"bench_{b}" for b in range(n_benchmarks)]
 
 
 def _dataset(
-    llm_idx: np.ndarray,
-    q_idx: np.ndarray,
-    correct: np.ndarray,
-    qb: np.ndarray,
-    v: np.ndarray,
-    n_llms: int,
-    n_benchmarks: int,
-    source: str,
+    truth: Truth, v: np.ndarray, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], source: str
 ) -> Dataset:
-    """The Dataset of observed pairs (sorted by LLM, then query) over benchmark clusters."""
+    """The Dataset of the observed ``pairs`` (LLM row, query row, correct; sorted by LLM, then
+    query) with embeddings ``v``, named after ``truth``'s LLMs and benchmarks."""
+    llm_idx, q_idx, correct = pairs
+    qb, n_llms = truth.query_benchmark, len(truth.theta)
     width = max(4, len(str(n_llms - 1)))
     llm_names = [f"llm_{i:0{width}d}" for i in range(n_llms)]
-    bench_names = [f"bench_{b}" for b in range(n_benchmarks)]
-    bench_of_query = np.asarray(bench_names, dtype=object)[qb]
+    bench_of_query = np.asarray(truth.benchmark_names, dtype=object)[qb]
     queries = pl.DataFrame(
         {
             "query_id": np.arange(len(qb), dtype=np.int64),
@@ -295,30 +297,19 @@ def make_leaderboard(
     rng = np.random.default_rng(seed)
     g, d = d_general, d_general + n_benchmarks
 
-    centres = rng.standard_normal((n_benchmarks, embed_dim))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    qb = rng.permutation(np.arange(n_queries) % n_benchmarks)
-    v = centres[qb] + rng.standard_normal((n_queries, embed_dim)) * (
-        cluster_noise / np.sqrt(embed_dim)
-    )
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    qb, v = _clusters(rng, n_queries, n_benchmarks, embed_dim, cluster_noise)
 
     # Items: general loadings and difficulty are smooth functions of the embedding; one skill
     # loading per query, on its benchmark's dimension.
-    h = np.tanh(
-        v @ (rng.standard_normal((embed_dim, hidden)) * 1.5) + rng.standard_normal(hidden) * 0.3
-    )
+    h = _hidden(rng, v, hidden)
     alpha = np.zeros((n_queries, d))
-    alpha[:, :g] = v @ (rng.standard_normal((embed_dim, g)) * 0.3) + h @ (
-        rng.standard_normal((hidden, g)) * (0.5 / np.sqrt(hidden))
-    )
+    alpha[:, :g] = _linear_hidden(rng, v, h, g)
     alpha[:, 0] += 1.2
     alpha[np.arange(n_queries), g + qb] = 0.8 * (
         1 + 0.3 * np.tanh(h @ rng.standard_normal(hidden) / np.sqrt(hidden))
     )
     beta = (
-        h @ (rng.standard_normal(hidden) * (1.0 / np.sqrt(hidden)))
-        + v @ (rng.standard_normal(embed_dim) * 0.5)
+        _smooth_beta(rng, v, h)
         + rng.standard_normal(n_benchmarks)[qb] * 0.5
         + rng.standard_normal(n_queries) * item_noise
     )
@@ -368,29 +359,12 @@ def make_leaderboard(
     llm_idx, q_idx = llm_idx.astype(np.int32), q_idx.astype(np.int32)
     correct = (rng.random(len(llm_idx)) < prob[llm_idx, q_idx]).astype(np.int8)
 
-    ds = _dataset(
-        llm_idx,
-        q_idx,
-        correct,
-        qb,
-        v,
-        n_llms,
-        n_benchmarks,
+    truth = Truth(theta, alpha, beta, prob, _bench_names(n_benchmarks), qb, specialist_of)
+    # the preset's own truth: guessing floors, families, weak LLMs, who answered everything
+    truth = replace(truth, chance=chance, family_of=family_of, is_base=is_base, weak=weak,
+                    full_coverage=full_coverage)  # fmt: skip
+    source = (
         f"leaderboard(n_llms={n_llms}, n_queries={n_queries}, n_benchmarks={n_benchmarks}, "
-        f"embed_dim={embed_dim}, observed={observed}, seed={seed})",
+        f"embed_dim={embed_dim}, observed={observed}, seed={seed})"
     )
-    truth = Truth(
-        theta=theta,
-        alpha=alpha,
-        beta=beta,
-        prob=prob,
-        benchmark_names=[f"bench_{b}" for b in range(n_benchmarks)],
-        query_benchmark=qb,
-        specialist_of=specialist_of,
-        chance=chance,
-        family_of=family_of,
-        is_base=is_base,
-        weak=weak,
-        full_coverage=full_coverage,
-    )
-    return ds, truth
+    return _dataset(truth, v, (llm_idx, q_idx, correct), source), truth

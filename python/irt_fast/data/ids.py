@@ -1,4 +1,4 @@
-"""Query ids: integers or strings, read the same way from every file (issue 11).
+"""Query ids: integers or strings, read the same way from every file.
 
 A column of ids is INTEGER ids when every value is an integer (an integer dtype, a whole float,
 or a string such as ``"42"``); they come back as polars ``Int64`` / numpy ``int64``. Otherwise

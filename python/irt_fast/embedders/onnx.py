@@ -11,7 +11,7 @@ An ONNX embedder directory holds
   "quantization": "none" | "int8-dynamic", "source"}``.
 
 Built by :func:`export_onnx` (torch, at build time only) and :func:`quantize_int8`
-(onnxruntime dynamic int8 quantisation of the weights); see ``python -m irt_fast.models setup``.
+(onnxruntime dynamic int8 quantisation of the weights); see ``irt-fast models setup``.
 """
 
 from __future__ import annotations

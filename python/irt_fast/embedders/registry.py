@@ -143,7 +143,7 @@ def local_dir(name_or_path: str | os.PathLike[str]) -> Path:
     if found is not None:
         return found
     hint = (
-        f"build it with `python -m irt_fast.models setup` (or irt_fast.models.ensure({name!r}))"
+        f"build it with `irt-fast models setup` (or irt_fast.embedders.build.ensure({name!r}))"
         if is_known_id(name) or name.startswith(M2V_PREFIX)
         else f"known ids: {', '.join(ALL_EMBEDDERS)}"
     )
@@ -250,7 +250,7 @@ def _resolve_trusted_id(s: str) -> Spec:
     spec = _local_spec(s) if is_known_id(short) else None
     if spec is None:
         why = (
-            "not built: run `python -m irt_fast.models setup`, or"
+            "not built: run `irt-fast models setup`, or"
             if is_known_id(short)
             else "not an embedder irt_fast builds;"
         )
@@ -259,6 +259,30 @@ def _resolve_trusted_id(s: str) -> Spec:
             f"{models_dir()})"
         )
     return spec
+
+
+def load_local(name_or_path: str | os.PathLike[str]) -> Any:
+    """Load a built embedder by id or local directory, never from a hub.
+
+    Args:
+        name_or_path: an id irt_fast builds (see ``irt-fast models setup``) or a directory
+            holding a model2vec, ONNX or sentence-transformers embedder.
+
+    Returns:
+        The encoder: ``.encode(list[str], batch_size) -> float32 [n, dim]``, ``.name``, ``.dim``.
+        Static and ONNX embedders never import torch.
+
+    Raises:
+        EmbedderError: the id is not built, or the directory holds no embedder.
+    """
+    path = local_dir(name_or_path)
+    kind = kind_of(path)
+    if kind is None:
+        raise EmbedderError(
+            f"{path} is not an embedder directory (expected a model2vec folder, an ONNX embedder "
+            f"folder with {MARKER}, or a sentence-transformers folder)"
+        )
+    return load(Spec(str(path), str(path), kind, True))
 
 
 def load(spec: Spec, *, device: str | None = None) -> Any:

@@ -21,7 +21,7 @@ Selection (``strategy``):
 Why this default: on MMLU-Pro (29 held-out LLMs, 5 seeds, docs/results/onboard) its error was
 8-12% below random questions with the same fit at every k (paired 95% CIs mostly still include
 0; plain stratified sampling did as well at k <= 10 and worse at k = 50), and the stratified guard keeps every target group asked. Greedy
-information alone is what issue 10 measured far worse than random: it chases the questions with
+information alone measured far worse than random on MMLU-Pro: it chases the questions with
 the most extreme estimated α, where the item network is least trustworthy, and leaves whole
 target groups unasked. Here the greedy step is confined to one group at a time (stratified), the
 ``trim`` most extreme α of the pool are never asked, and the question is drawn at random among
@@ -125,7 +125,7 @@ class Probe:
         ap, bp = model.item_params(pool)
         at, bt = model.item_params(target)
         prior = kwargs.pop("prior", None) or model.prior
-        self._setup(ap, bp, at, bt, prior, groups=groups, **kwargs)
+        self._setup((ap, bp, at, bt), prior, groups=groups, **kwargs)
 
     @classmethod
     def from_params(
@@ -140,17 +140,13 @@ class Probe:
     ) -> Probe:
         """A probe on item parameters directly (no engine: evaluations, tests)."""
         self = cls.__new__(cls)
-        self._setup(
-            alpha_pool, beta_pool, alpha_target, beta_target, prior, groups=groups, **kwargs
-        )
+        items = (alpha_pool, beta_pool, alpha_target, beta_target)
+        self._setup(items, prior, groups=groups, **kwargs)
         return self
 
     def _setup(
         self,
-        alpha_pool: Any,
-        beta_pool: Any,
-        alpha_target: Any,
-        beta_target: Any,
+        items: tuple[Any, Any, Any, Any],
         prior: Prior,
         *,
         groups: Any = None,
@@ -164,6 +160,7 @@ class Probe:
         top_frac: float = 0.25,
         trim: float = 0.1,
     ) -> None:
+        alpha_pool, beta_pool, alpha_target, beta_target = items
         self.alpha_pool, self.beta_pool = _as_params(alpha_pool, beta_pool, "pool")
         self.alpha_target, self.beta_target = _as_params(alpha_target, beta_target, "target")
         d = self.alpha_pool.shape[1]

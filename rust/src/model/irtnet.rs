@@ -8,6 +8,7 @@
 //! small, product. The gate, the biases and the heads stay f32 whatever the dtype, so bf16
 //! storage does not move the gate logits that select the experts.
 
+use super::method::{ItemParams, Items};
 use super::{resize, Scratch};
 use crate::kernels::{matmul_packed, Dtype, Packed};
 use crate::linalg::{matmul, Layout, Mat, W};
@@ -96,34 +97,51 @@ impl IrtNet {
         }
     }
 
-    /// Logical weights one dense pass reads.
-    pub fn n_weights(&self) -> usize {
-        let gate = self.gate.as_ref().map_or(0, |g| g.n_weights());
-        self.w1.n_weights() + self.w2.n_weights() + gate + self.w_head.len()
-    }
-
-    /// Bytes one dense pass streams (panel padding included).
-    pub fn weight_bytes(&self) -> usize {
-        let gate = self.gate.as_ref().map_or(0, |g| g.bytes());
-        self.w1.bytes() + self.w2.bytes() + gate + 4 * self.w_head.len()
-    }
-
     /// Whether the mixture runs sparsely: only the selected experts' rows are computed. Exact
     /// (unselected experts have weight 0); faster when few of the routed experts are selected.
     pub fn sparse(&self) -> bool {
         self.n_routed > 0 && self.top_k * 2 <= self.n_routed
     }
 
-    /// α `[m, d]` and β `[m]` for `m` queries `x`.
-    pub fn item_params(
-        &self,
-        x: &[f32],
-        m: usize,
-        alpha: &mut [f32],
-        beta: &mut [f32],
-        scratch: &mut Scratch,
-        threads: usize,
-    ) {
+    /// `scratch.gate_w[m, E]`: every row's expert weights (1 for shared experts).
+    fn expert_weights(&self, x: &[f32], m: usize, scratch: &mut Scratch, threads: usize) {
+        let (e, r) = (self.n_shared + self.n_routed, self.n_routed);
+        resize(&mut scratch.gate_w, m * e);
+        let Some(g) = &self.gate else {
+            scratch.gate_w.fill(1.0);
+            return;
+        };
+        resize(&mut scratch.gate_logits, m * r);
+        let xm = Mat::new(x, m, self.embed_dim);
+        let all = 0..g.panels().len();
+        matmul_packed(xm, g, 0, all, &mut scratch.gate_logits, r, false, threads);
+        let rows = scratch.gate_logits.chunks_exact_mut(r);
+        for (gl, wrow) in rows.zip(scratch.gate_w.chunks_exact_mut(e)) {
+            for (gi, b) in gl.iter_mut().zip(&self.b_gate) {
+                *gi += b;
+            }
+            let sb = &self.selection_bias;
+            gate_weights(gl, sb, self.top_k, self.n_shared, wrow, &mut scratch.order);
+        }
+    }
+}
+
+impl ItemParams for IrtNet {
+    /// Logical weights one dense pass reads.
+    fn n_weights(&self) -> usize {
+        let gate = self.gate.as_ref().map_or(0, |g| g.n_weights());
+        self.w1.n_weights() + self.w2.n_weights() + gate + self.w_head.len()
+    }
+
+    /// Bytes one dense pass streams (panel padding included).
+    fn weight_bytes(&self) -> usize {
+        let gate = self.gate.as_ref().map_or(0, |g| g.bytes());
+        self.w1.bytes() + self.w2.bytes() + gate + 4 * self.w_head.len()
+    }
+
+    /// The mixture (dense or sparse, see `IrtNet::sparse`), then the α/β heads.
+    fn item_params(&self, io: Items<'_>, scratch: &mut Scratch, threads: usize) {
+        let Items { x, m, alpha, beta } = io;
         self.expert_weights(x, m, scratch, threads);
         if self.sparse() {
             self.mixture_sparse(x, m, scratch, threads);
@@ -151,28 +169,6 @@ impl IrtNet {
                 *ai = ri + bi;
             }
             *b = row[d] + self.b_head[d];
-        }
-    }
-
-    /// `scratch.gate_w[m, E]`: every row's expert weights (1 for shared experts).
-    fn expert_weights(&self, x: &[f32], m: usize, scratch: &mut Scratch, threads: usize) {
-        let (e, r) = (self.n_shared + self.n_routed, self.n_routed);
-        resize(&mut scratch.gate_w, m * e);
-        let Some(g) = &self.gate else {
-            scratch.gate_w.fill(1.0);
-            return;
-        };
-        resize(&mut scratch.gate_logits, m * r);
-        let xm = Mat::new(x, m, self.embed_dim);
-        let all = 0..g.panels().len();
-        matmul_packed(xm, g, 0, all, &mut scratch.gate_logits, r, false, threads);
-        let rows = scratch.gate_logits.chunks_exact_mut(r);
-        for (gl, wrow) in rows.zip(scratch.gate_w.chunks_exact_mut(e)) {
-            for (gi, b) in gl.iter_mut().zip(&self.b_gate) {
-                *gi += b;
-            }
-            let sb = &self.selection_bias;
-            gate_weights(gl, sb, self.top_k, self.n_shared, wrow, &mut scratch.order);
         }
     }
 }

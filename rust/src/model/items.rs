@@ -4,6 +4,7 @@
 
 use super::irtnet::IrtNet;
 use super::jeirt::JeIrt;
+use super::method::{ItemParams, Items};
 use super::mf::Mf;
 use super::Scratch;
 use crate::kernels::Dtype;
@@ -40,22 +41,23 @@ impl ItemNet {
         }
     }
 
+    /// The method's network: every method-specific call below goes through this one match.
+    fn net(&self) -> &dyn ItemParams {
+        match self {
+            ItemNet::IrtNet(n) => n,
+            ItemNet::Mf(n) => n,
+            ItemNet::JeIrt(n) => n,
+        }
+    }
+
     /// Number of f32 weights one pass reads.
     pub fn n_weights(&self) -> usize {
-        match self {
-            ItemNet::IrtNet(n) => n.n_weights(),
-            ItemNet::Mf(n) => n.w.n_weights(),
-            ItemNet::JeIrt(n) => n.w1.n_weights() + n.w2.n_weights(),
-        }
+        self.net().n_weights()
     }
 
     /// Bytes one pass streams (as stored, panel padding included).
     pub fn weight_bytes(&self) -> usize {
-        match self {
-            ItemNet::IrtNet(n) => n.weight_bytes(),
-            ItemNet::Mf(n) => n.w.bytes(),
-            ItemNet::JeIrt(n) => n.w1.bytes() + n.w2.bytes(),
-        }
+        self.net().weight_bytes()
     }
 
     /// Whether IrtNet's mixture runs sparsely (see `IrtNet::sparse`).
@@ -64,19 +66,7 @@ impl ItemNet {
     }
 
     /// α `[m, d]` and β `[m]` for `m` queries `x` (`[m, embed_dim]`).
-    pub fn item_params(
-        &self,
-        x: &[f32],
-        m: usize,
-        alpha: &mut [f32],
-        beta: &mut [f32],
-        scratch: &mut Scratch,
-        threads: usize,
-    ) {
-        match self {
-            ItemNet::IrtNet(n) => n.item_params(x, m, alpha, beta, scratch, threads),
-            ItemNet::Mf(n) => n.item_params(x, m, alpha, beta, threads),
-            ItemNet::JeIrt(n) => n.item_params(x, m, alpha, beta, scratch, threads),
-        }
+    pub fn item_params(&self, io: Items<'_>, scratch: &mut Scratch, threads: usize) {
+        self.net().item_params(io, scratch, threads);
     }
 }

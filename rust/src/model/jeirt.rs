@@ -1,5 +1,6 @@
 //! JE-IRT as an item network: an MLP whose output's direction is α and norm is β.
 
+use super::method::{ItemParams, Items};
 use super::{resize, Scratch};
 use crate::kernels::{matmul_packed, Dtype, Packed};
 use crate::linalg::Mat;
@@ -29,16 +30,19 @@ impl JeIrt {
             b2: w.take("mlp.b2"),
         }
     }
+}
 
-    pub fn item_params(
-        &self,
-        x: &[f32],
-        m: usize,
-        alpha: &mut [f32],
-        beta: &mut [f32],
-        scratch: &mut Scratch,
-        threads: usize,
-    ) {
+impl ItemParams for JeIrt {
+    fn n_weights(&self) -> usize {
+        self.w1.n_weights() + self.w2.n_weights()
+    }
+
+    fn weight_bytes(&self) -> usize {
+        self.w1.bytes() + self.w2.bytes()
+    }
+
+    fn item_params(&self, io: Items<'_>, scratch: &mut Scratch, threads: usize) {
+        let Items { x, m, alpha, beta } = io;
         let (dm, d, h) = (self.embed_dim, self.d, self.hidden);
         resize(&mut scratch.hidden, m * h);
         let xm = Mat::new(x, m, dm);

@@ -1,5 +1,7 @@
 //! EmbedLLM matrix factorisation as an item network: α = scale ⊙ (proj·v + b), β = −out.bias.
 
+use super::method::{ItemParams, Items};
+use super::Scratch;
 use crate::kernels::{matmul_packed, Dtype, Packed};
 use crate::linalg::Mat;
 use crate::weights::Weights;
@@ -28,15 +30,19 @@ impl Mf {
             beta: -w.tensor("out.bias").first().copied().unwrap_or(0.0),
         }
     }
+}
 
-    pub fn item_params(
-        &self,
-        x: &[f32],
-        m: usize,
-        alpha: &mut [f32],
-        beta: &mut [f32],
-        threads: usize,
-    ) {
+impl ItemParams for Mf {
+    fn n_weights(&self) -> usize {
+        self.w.n_weights()
+    }
+
+    fn weight_bytes(&self) -> usize {
+        self.w.bytes()
+    }
+
+    fn item_params(&self, io: Items<'_>, _: &mut Scratch, threads: usize) {
+        let Items { x, m, alpha, beta } = io;
         let (dm, d) = (self.embed_dim, self.d);
         let all = 0..self.w.panels().len();
         matmul_packed(

@@ -1,8 +1,9 @@
 //! The model: an item network (query → α, β; shared between engines, see `items`) and the
 //! pool of LLMs (θ, b, names; `llms`), which together give P(correct) for every (query, LLM).
 //!
-//! Rooms: `items` dispatches over the methods; `irtnet` (+ `irtnet_dense`, `irtnet_sparse`),
-//! `mf` and `jeirt` are the methods' passes; `Scratch` is the per-chunk working memory they share.
+//! Rooms: `items` dispatches over the methods, once, to the `method::ItemParams` that `irtnet`
+//! (+ `irtnet_dense`, `irtnet_sparse`), `mf` and `jeirt` implement; `Scratch` is the per-chunk
+//! working memory they share.
 
 mod irtnet;
 mod irtnet_dense;
@@ -10,6 +11,7 @@ mod irtnet_sparse;
 mod items;
 mod jeirt;
 mod llms;
+mod method;
 mod mf;
 
 use std::sync::Arc;
@@ -151,7 +153,8 @@ impl Model {
         assert_eq!(x.len(), m * self.config.embed_dim);
         assert_eq!(alpha.len(), m * self.config.d);
         assert_eq!(beta.len(), m);
-        self.items.item_params(x, m, alpha, beta, scratch, threads);
+        let io = method::Items { x, m, alpha, beta };
+        self.items.item_params(io, scratch, threads);
     }
 
     /// P(correct) of every LLM for `m` queries: writes `proba[m, n_llms]`.

@@ -1,12 +1,12 @@
-"""Leaderboard-shaped comparison (issue 11): IrtNet with the data-chosen recipe against the old
+"""Leaderboard-shaped comparison: IrtNet with the data-chosen recipe against the old
 recipe, MF, KNN, the free-item 2PL and the per-LLM prior, with paired bootstrap CIs.
 
-    python -m training.leaderboard_eval --out docs/results/leaderboard [--n-llms 6000]
+    python -m training.experiments.leaderboard_eval --out docs/results/leaderboard [--n-llms 6000]
         [--n-queries 1000] [--epochs 30] [--n-boot 1000] [--methods ...]
 
 Data: ``irt_fast.synthetic.make_leaderboard`` (families, benchmark skills, weak LLMs near a
 guessing floor, whole benchmarks missing, ~75% observed; ``--generator synthetic``:
-``make_synthetic``, for the issue's other shape, e.g. 11 LLMs × 3,000 questions), split by
+``make_synthetic``, for the other shape: few LLMs, many questions, e.g. 11 × 3,000), split by
 question 70/10/20 (``irt_fast.splits.fixed_split``). Correctness metrics are over every
 observed test pair; routing is among the LLMs answered on every test question (argmax of P
 among them). Writes
@@ -92,10 +92,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from irt_fast.splits import fixed_split
     from irt_fast.synthetic import make_leaderboard, make_synthetic
-    from training import baselines
+    from training.evaluation import baselines
+    from training.evaluation.irt2pl import irt2pl_predictions
+    from training.experiments.leaderboard_boot import paired_bootstrap
     from training.fit import matrices
-    from training.irt2pl import irt2pl_predictions
-    from training.leaderboard_boot import paired_bootstrap
     from training.metrics import MISSING
 
     torch.set_num_threads(max(1, min(args.threads, 2, os.cpu_count() or 1)))
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         table[ref]["diff_vs_knn"] = knn[ref]["diff_vs_knn"]
     return {
         "setup": {
-            "command": "python -m training.leaderboard_eval " + " ".join(args.argv),
+            "command": "python -m training.experiments.leaderboard_eval " + " ".join(args.argv),
             "data": ds.source,
             "n_llms": ds.n_llms,
             "sizes": {k: {"queries": m.n_queries, "pairs": m.n_pairs} for k, m in mats.items()},
@@ -183,7 +183,7 @@ def _fmt(x: float, ci: list[float] | None = None) -> str:
 def render(res: dict[str, Any]) -> str:
     s, ref = res["setup"], res["ref"]
     lines = [
-        "# Leaderboard-shaped synthetic data: IrtNet against classical baselines (issue 11)",
+        "# Leaderboard-shaped synthetic data: IrtNet against classical baselines",
         "",
         f"Data: `{s['data']}`; questions train/val/test "
         + "/".join(str(v["queries"]) for v in s["sizes"].values())
@@ -230,7 +230,7 @@ def render(res: dict[str, Any]) -> str:
 
 
 def plot(res: dict[str, Any], path: Path) -> None:
-    from training.plots import figure
+    from training.evaluation.plots import figure
 
     names = [n for n in res["methods"] if n not in ("oracle",)]
     with figure(path, 1, 3, figsize=(14, 4)) as (_, axes):
@@ -248,7 +248,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.leaderboard_eval",
+    p = argparse.ArgumentParser(prog="python -m training.experiments.leaderboard_eval",
                                 description=__doc__.split("\n")[0])  # fmt: skip
     p.add_argument("--out", type=Path, required=True)
     p.add_argument(

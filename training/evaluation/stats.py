@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from training import decision
+from training.evaluation import decision
 from training.metrics import MISSING, bootstrap_indices, correctness_metrics, percentile_ci
 
 

@@ -1,5 +1,5 @@
-"""The setup the experiments (training.ood, training.interpret, training.newllm) share: one
-reduced model configuration and recipe, so no experiment imports another's script.
+"""The setup the studies share (ood, interpret and onboard_eval in training.experiments): one
+reduced model configuration and recipe, so no study imports another's script.
 
 On real data (≥ 5000 queries) the ``reduced`` preset (1 shared + 7 routed experts of
 256 → 128, d = 64), lr 3e-4, 8 epochs (``quick``: 2); on small data (e.g. synthetic) the

@@ -1,6 +1,8 @@
-"""Run one of the experiments 3–5 on its own (``training.evaluate`` runs them all).
+"""Run one study on its own: ood (benchmarks left out of training), interpret (what the learned
+parameters mean) or onboard (new LLMs from k answers). ``python -m training.evaluate`` also runs
+ood and interpret, as sections of its report.
 
-    python -m training.experiment {ood,interpret,newllm,onboard} --data DIR --out DIR [--quick]
+    python -m training.experiments {ood,interpret,onboard} --data DIR --out DIR [--quick]
         [--seed N] [--max-benchmarks N] (ood) [--folds N] [--synthetic-llms N] (onboard)
 
 Writes ``result.json`` (every number) and ``report.md`` (the section's tables) beside its PNGs.
@@ -14,12 +16,12 @@ import json
 import time
 from pathlib import Path
 
-EXPERIMENTS = ("ood", "interpret", "newllm", "onboard")
-MODULES = {"onboard": "onboard_eval"}  # experiment name -> module under training/
+EXPERIMENTS = ("ood", "interpret", "onboard")
+MODULES = {"onboard": "training.experiments.onboard_eval"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.experiment", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m training.experiments", description=__doc__)
     p.add_argument("name", choices=EXPERIMENTS)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         kw["n_folds"] = args.folds
     if args.synthetic_llms:
         kw["synthetic_llms"] = args.synthetic_llms
-    mod = importlib.import_module(f"training.{MODULES.get(args.name, args.name)}")
+    mod = importlib.import_module(MODULES.get(args.name, f"training.experiments.{args.name}"))
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     res = mod.run(ds, split, args.out, quick=args.quick, seed=args.seed, **kw)

@@ -1,5 +1,5 @@
-"""The evaluation's routing decision rules (training.decision, each fitted on validation and
-applied to test, per training seed) and its accuracy-against-cost section."""
+"""The evaluation's routing decision rules (training.evaluation.decision, each fitted on
+validation and applied to test, per training seed) and its accuracy-against-cost section."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from training import baselines, decision
+from training.evaluation import baselines, decision
 from training.metrics import MISSING, correctness_metrics, route_choices
 
 

@@ -1,9 +1,10 @@
-"""Issue 5 experiment: from text to route, per embedder — speed and what it costs in accuracy.
+"""From text to route, per embedder — speed and what it costs in accuracy.
 
-    python -m training.text_path --data ../shared/data/mmlu_pro --out runs/text_path [--quick]
+    python -m training.experiments.text_path --data ../shared/data/mmlu_pro --out runs/text_path \
+        [--quick]
 
-For every embedder (ids from ``irt_fast.models``; built offline by
-``python -m irt_fast.models setup``):
+For every embedder (ids from ``irt_fast.embedders.registry``; built offline by
+``irt-fast models setup``):
 
 1. embeds all questions once (the reference ``all-mpnet-base-v2`` reuses the shared
    ``query_embeddings.parquet``: it *is* that model's output) into a dataset directory
@@ -17,11 +18,12 @@ For every embedder (ids from ``irt_fast.models``; built offline by
    involved (the embedder object is called directly, then ``Model.route`` on the array);
 4. checks that ``irt_fast.route(list_of_texts, model=m)`` works for the model (offline).
 
-Writes ``OUT/text_path.json`` and ``OUT/text_path.md`` (the table for the README). The
+Writes ``OUT/text_path.json`` and ``OUT/text_path.md`` (the table in docs/embedders.md). The
 recommended production setting is the fastest embedder (batch-256 texts/s) whose test routing
 micro accuracy is within 1 point of the reference's.
 
-``--quick`` trains 3 epochs and times fewer texts (a smoke run, not the README numbers).
+``--quick`` trains 3 epochs and times fewer texts (a smoke run, not the numbers in
+docs/embedders.md).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from training.text_path_report import REFERENCE, markdown, metric, recommend
+from training.experiments.text_path_report import REFERENCE, markdown, metric, recommend
 
 # (id, trains its own IrtNet on its own vectors, or reuses the model of this id)
 EMBEDDERS: list[tuple[str, str | None]] = [
@@ -66,17 +68,17 @@ def embedding_dataset(data: Path, emb_id: str, root: Path, *, force: bool = Fals
     """Dataset dir with ``emb_id``'s vectors of every query (built once; atomic)."""
     import polars as pl
 
-    from irt_fast.models import kind_of, load_embedder, resolve
+    from irt_fast.embedders import kind_of, load_local, local_dir
 
     if emb_id == REFERENCE:
         return data  # the shared file is this model's output
     out = root / f"emb_{emb_id}"
     if (out / "query_embeddings.parquet").is_file() and not force:
         return out
-    emb = load_embedder(emb_id)
+    emb = load_local(emb_id)
     queries = pl.read_parquet(data / "queries.parquet")
     texts = queries["text"].to_list()
-    bs = EMBED_BATCH.get(kind_of(resolve(emb_id)) or "", 64)
+    bs = EMBED_BATCH.get(kind_of(local_dir(emb_id)) or "", 64)
     _log(f"embedding {len(texts)} questions with {emb_id} (batch {bs}) …")
     t0 = time.perf_counter()
     vecs = []
@@ -241,8 +243,8 @@ def check_text_route(model_path: Path, texts: list[str]) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import polars as pl
 
+    from irt_fast.embedders import kind_of, load_local, local_dir
     from irt_fast.errors import EmbedderError
-    from irt_fast.models import kind_of, load_embedder, resolve
     from irt_fast.splits import fixed_split
 
     data: Path = args.data.resolve()
@@ -274,7 +276,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row: dict[str, Any] = {"embedder": emb_id, "model_of": model_of}
         rows.append(row)
         try:
-            resolve(emb_id)
+            local_dir(emb_id)
         except EmbedderError as e:
             row["error"] = str(e)
             _log(f"skip {emb_id}: {e}")
@@ -298,7 +300,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         model_path = out / f"fit_{train_id}" / "model.safetensors"
         model = irt_fast.load(model_path)
-        emb = load_embedder(emb_id)
+        emb = load_local(emb_id)
         row["dim"] = emb.dim
         if model.embed_dim != emb.dim:
             row["error"] = f"model embed_dim {model.embed_dim} != embedder dim {emb.dim}"
@@ -319,7 +321,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"  {emb_id}: {row['tps_b1']:.0f} texts/s (batch 1), {row['tps_b256']:.0f} (256); "
             f"embedding share {s256['embed_share']:.0%}"
         )
-        if kind_of(resolve(emb_id)) == "sentence-transformers":
+        if kind_of(local_dir(emb_id)) == "sentence-transformers":
             # same encode as above plus the cache's bookkeeping; not worth minutes of CPU here
             row["api_tps_b1"] = row["api_tps_b256"] = None
         else:
@@ -339,7 +341,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "split": "irt_fast.splits.fixed_split(query_ids, seed=0) (80/10/10), test questions",
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"load average {os.getloadavg()[0]:.1f} at the end",
-        "command": "python -m training.text_path " + shlex.join(sys.argv[1:]),
+        "command": "python -m training.experiments.text_path " + shlex.join(sys.argv[1:]),
         "quick": bool(args.quick),
         "fit_args": fit_args,
     }
@@ -351,7 +353,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m training.text_path", description=__doc__.split("\n")[0]
+        prog="python -m training.experiments.text_path", description=__doc__.split("\n")[0]
     )
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("runs/text_path"))

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from training.evaluation.plots import figure
 from training.metrics import MISSING, calibration_bins
-from training.plots import figure
 
 LABEL = {
     "irtnet": "IrtNet (MoE)",
@@ -127,12 +127,17 @@ def _sd(m: dict[str, Any], key: str) -> str:
     return "" if sd is None else f" ±{f(sd)}"
 
 
+def _header(columns: str) -> list[str]:
+    """A markdown table's header and separator lines for ``columns`` ("a | b | c")."""
+    names = columns.split(" | ")
+    return [f"| {' | '.join(names)} |", "|" + "---|" * len(names)]
+
+
 def _headline(res: dict[str, Any]) -> list[str]:
-    L = [
-        "| method | accuracy | AUC | log-loss | ECE | routing micro | routing macro | "
-        "Δ routing vs IrtNet | Δ accuracy vs IrtNet | seeds | pairs | queries |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    L = _header(
+        "method | accuracy | AUC | log-loss | ECE | routing micro | routing macro | "
+        "Δ routing vs IrtNet | Δ accuracy vs IrtNet | seeds | pairs | queries"
+    )
     for name, m in res["methods"].items():
         t, c = m["test"], m.get("ci", {})
         L.append(
@@ -148,12 +153,10 @@ def _headline(res: dict[str, Any]) -> list[str]:
 
 
 def _training(res: dict[str, Any]) -> list[str]:
-    L = [
-        "## Training and engine check\n",
-        "| method | params | best epoch / epochs run (per seed) | s/epoch | train s (all seeds) "
-        "| engine max abs diff | ok |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    L = ["## Training and engine check\n"] + _header(
+        "method | params | best epoch / epochs run (per seed) | s/epoch | train s (all seeds) | "
+        "engine max abs diff | ok"
+    )
     for name, t in res["training"].items():
         e = t["engine"]
         runs = ", ".join(f"{s['best_epoch']}/{s['epochs_run']}" for s in t["seeds"])
@@ -173,9 +176,10 @@ def _decision(res: dict[str, Any]) -> list[str]:
         "## Routing decision rules (fitted on validation, applied to test)\n",
         f"Single-best {f(sb)}, oracle {f(orc)} (test routing micro). Each rule's parameter is "
         "fitted on the validation split per training seed; accuracies are means over seeds.\n",
-        "| method | argmax | shrink (w) | switch (δ) | Platt per-LLM | ECE before → after Platt "
-        "| gap closed: argmax / shrink / switch / Platt |",
-        "|---|---|---|---|---|---|---|",
+        *_header(
+            "method | argmax | shrink (w) | switch (δ) | Platt per-LLM | ECE before → after "
+            "Platt | gap closed: argmax / shrink / switch / Platt"
+        ),
     ]
     for name, d in res["decision_rules"].items():
         g = d["gap_closed"]
@@ -225,8 +229,7 @@ def _curve(curve: dict[str, dict[str, list]]) -> list[str]:
     L = [
         "## Training-size curve (test; mean ± sd over seeds)\n",
         "The full-size point reuses the headline runs (same seeds, same data).\n",
-        "| method | train questions | accuracy | AUC | routing micro | seeds |",
-        "|---|---|---|---|---|---|",
+        *_header("method | train questions | accuracy | AUC | routing micro | seeds"),
     ]
     for method, pts in curve.items():
         for size in sorted(pts, key=int):

@@ -1,4 +1,4 @@
-"""Tables and the plot of the onboarding evaluation (training.onboard_eval)."""
+"""Tables and the plot of the onboarding evaluation (training.experiments.onboard_eval)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from training.plots import figure
+from training.evaluation.plots import figure
 
 LABELS = {
     "random": "fit, random questions",

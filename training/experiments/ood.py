@@ -1,4 +1,4 @@
-"""Experiment 3: predicting every LLM's accuracy on a benchmark never seen in training.
+"""Out-of-distribution benchmarks: every LLM's accuracy on a benchmark never seen in training.
 
 For each benchmark B (``quick``: three of them), ``splits.leave_one_benchmark_out`` holds out all
 of B's questions; an IrtNet is trained on the rest, and each LLM's accuracy on B is predicted as
@@ -10,7 +10,7 @@ linear map of the embedding), trained with the same recipe.
 The ``split`` argument of ``run`` is ignored (this experiment makes its own splits); it is
 accepted so all experiments share one signature.
 
-The model and recipe are the experiments' shared setup (training.setup).
+The model and recipe are the experiments' shared setup (training.experiments.setup).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from training.data import PairMatrix
+from training.evaluation.plots import figure
+from training.experiments.setup import experiment_setup, train_on
 from training.loop import predict_pairs, resolve_device
 from training.metrics import bootstrap_indices, percentile_ci, rmse
 from training.pairs import matrices
-from training.plots import figure
-from training.setup import experiment_setup, train_on
 
 __all__ = ["benchmark_bootstrap", "experiment_setup", "per_llm_mean", "run", "train_on"]
 

@@ -6,29 +6,26 @@
 3. ``summarize``: per-method test metrics, paired bootstrap CIs, per-benchmark routing.
 4. ``rules_and_costs``: decision rules fitted on validation; the accuracy-vs-cost curve.
 5. ``size_curve``: the training-size curve (headline runs reused).
-6. ``experiments``: training.ood, training.interpret, training.newllm.
+6. ``studies``: the studies the caller hands in (``python -m training.evaluate`` hands in
+   training.experiments.ood and .interpret), each adding a report section.
 7. ``write_outputs``: figures, results.json, report.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from training import baselines, decision
-from training.eval_rules import cost_section, decision_rules
-from training.eval_stats import bootstrap_all, mean_over_seeds, point_metrics, seed_metrics
-from training.irt2pl import irt2pl_predictions
-from training.metrics import MISSING, route_choices
-from training.presets import model_config
-from training.report import (
+from training.evaluation import baselines, decision
+from training.evaluation.irt2pl import irt2pl_predictions
+from training.evaluation.report import (
     label,
     plot_cost_curve,
     plot_curve,
@@ -36,8 +33,14 @@ from training.report import (
     plot_routing,
     render_report,
 )
+from training.evaluation.rules import cost_section, decision_rules
+from training.evaluation.stats import bootstrap_all, mean_over_seeds, point_metrics, seed_metrics
+from training.metrics import MISSING, route_choices
+from training.presets import model_config
 
-EXTRA_MODULES = ("ood", "interpret", "newllm")
+# A study: run(ds, split, out_dir, quick, seed) -> results with a "markdown" section. The suite
+# takes them from its caller, so training.evaluation never imports training.experiments.
+Study = Callable[..., dict[str, Any]]
 
 
 @dataclass
@@ -185,7 +188,7 @@ def reference_routers(run: EvalRun) -> None:
     run.val_P["knn"] = [baselines.knn_predict(tr.emb, Ytr, va.emb, [k])[k]]
     run.bar.update(1)
     # The classical baseline for this shape: free per-question 2PL on the training questions,
-    # unseen questions take the item parameters of their nearest training questions (issue 11).
+    # unseen questions take the item parameters of their nearest training questions.
     run.bar.set_postfix_str("free-item 2PL")
     P2, Pv2, info2 = irt2pl_predictions(tr, va, te, seed=run.args.seed)
     run.res["irt2pl"] = info2
@@ -299,24 +302,23 @@ def size_curve(run: EvalRun, sizes: list[str], methods: list[str], seeds: list[i
     run.timed("training-size curve", t0)
 
 
-def experiments(run: EvalRun, extras: list[str]) -> None:
-    """Experiments 3-5; one failing experiment is reported and does not lose the rest."""
+def studies(run: EvalRun, studies: Mapping[str, Study], skip: set[str]) -> None:
+    """Run each study not in ``skip``; one failing study is reported and does not lose the rest."""
     res = run.res
     res["sections"], res["extra"] = {}, {}
-    for mod in EXTRA_MODULES:
-        if mod not in extras:
-            res["sections"][mod] = f"not run (--skip-{mod})"
+    for name, study in studies.items():
+        if name in skip:
+            res["sections"][name] = f"not run (--skip-{name})"
             continue
-        run.bar.set_postfix_str(mod)
+        run.bar.set_postfix_str(name)
         t0 = time.perf_counter()
         try:
-            module = importlib.import_module(f"training.{mod}")
-            r_ = module.run(run.ds, run.split, run.out, run.args.quick, run.args.seed)
-            res["sections"][mod] = r_.get("markdown", "")
-            res["extra"][mod] = {k: v for k, v in r_.items() if k != "markdown"}
-        except Exception as e:  # noqa: BLE001 - one failing experiment must not lose the rest
-            res["sections"][mod] = f"FAILED: {type(e).__name__}: {e}"
-        run.timed(mod, t0)
+            r_ = study(run.ds, run.split, run.out, run.args.quick, run.args.seed)
+            res["sections"][name] = r_.get("markdown", "")
+            res["extra"][name] = {k: v for k, v in r_.items() if k != "markdown"}
+        except Exception as e:  # noqa: BLE001 - one failing study must not lose the rest
+            res["sections"][name] = f"FAILED: {type(e).__name__}: {e}"
+        run.timed(name, t0)
         run.bar.update(1)
 
 

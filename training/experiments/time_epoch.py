@@ -1,6 +1,6 @@
 """Time one training epoch, query-major against the paper's random row batches, in one run.
 
-    python -m training.time_epoch --data ../shared/data/mmlu_pro [--row-steps 10]
+    python -m training.experiments.time_epoch --data ../shared/data/mmlu_pro [--row-steps 10]
 
 Both use the same model, data (the fixed split's training queries), optimiser and thread
 count. Query-major runs a full epoch; row batching runs ``--row-steps`` steps and extrapolates
@@ -24,7 +24,9 @@ from training.presets import model_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.time_epoch", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m training.experiments.time_epoch", description=__doc__
+    )
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--row-steps", type=int, default=10, help="row-batch steps to time")
     p.add_argument("--out", type=Path, help="write the numbers as JSON here")

@@ -13,16 +13,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from training.metrics import MISSING, correctness_metrics, matrix_correctness_metrics
+from training.metrics import (
+    MISSING,
+    correctness_metrics,
+    matrix_correctness_metrics,
+    unit_rows,
+)
 
 K_GRID = (5, 10, 20, 50, 100)
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (float32; zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
 
 
 def prior_rates(Y_train: np.ndarray) -> np.ndarray:

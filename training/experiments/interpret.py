@@ -1,4 +1,4 @@
-"""Experiment 4: what the learned parameters mean.
+"""Interpretability: what the learned parameters mean.
 
 - β vs accuracy: mean β per benchmark (over all its questions) against the benchmark's mean
   observed accuracy (Pearson r; the paper reports −0.97). β alone is identified only up to
@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.evaluation.plots import figure, pyplot
+from training.experiments.setup import train_on
 from training.metrics import bootstrap_indices, pearson, percentile_ci
 from training.model import IrtModel
 from training.pairs import matrices
-from training.plots import figure, pyplot
-from training.setup import train_on
 
 _FAMILIES: list[tuple[str, tuple[str, ...]]] = [
     ("Llama-2", ("llama-2",)),

@@ -1,6 +1,7 @@
-"""Onboarding one held-out LLM and scoring it (the shared core of training.onboard_eval and
-training.onboard_synthetic): a ``Case`` (pool and target item parameters and answers, prior),
-the full-information floor, one probing run per (strategy, seed), and the loop over cases."""
+"""Onboarding one held-out LLM and scoring it (the shared core of onboard_eval and
+onboard_synthetic in training.experiments): a ``Case`` (pool and target item parameters and
+answers, prior), the full-information floor, one probing run per (strategy, seed), and the loop
+over cases."""
 
 from __future__ import annotations
 
@@ -35,6 +36,19 @@ class Case:
     groups_t: np.ndarray
     prior: Prior
 
+    def probe(self, **kw: Any) -> Probe:
+        """A probe over this LLM's pool and target (``kw``: ``Probe.from_params`` options)."""
+        return Probe.from_params(
+            self.alpha_pool,
+            self.beta_pool,
+            self.alpha_t,
+            self.beta_t,
+            self.prior,
+            groups=self.groups_t,
+            pool_groups=self.pool_groups,
+            **kw,
+        )
+
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
     from training.metrics import roc_auc
@@ -61,17 +75,7 @@ def floor_row(case: Case) -> dict[str, Any]:
     """The LLM fitted from every training answer: the model's own error on the target."""
     has_bias = case.prior.dim == case.alpha_pool.shape[1] + 1
     post = fit_llm(case.alpha_pool, case.beta_pool, case.y_pool, case.prior, has_bias=has_bias)
-    probe = Probe.from_params(
-        case.alpha_pool,
-        case.beta_pool,
-        case.alpha_t,
-        case.beta_t,
-        case.prior,
-        groups=case.groups_t,
-        pool_groups=case.pool_groups,
-        model_error=0.0,
-        group_model_error=0.0,
-    )
+    probe = case.probe(model_error=0.0, group_model_error=0.0)
     probe.posterior = post
     est = probe.estimate()
     true_g = _group_true(case)
@@ -102,18 +106,8 @@ def onboard_case(
     group_model_error: float | None = None,
 ) -> list[dict[str, Any]]:
     """Probe ``case`` with ``strategy`` up to max(ks) answers; one row per k."""
-    probe = Probe.from_params(
-        case.alpha_pool,
-        case.beta_pool,
-        case.alpha_t,
-        case.beta_t,
-        case.prior,
-        groups=case.groups_t,
-        pool_groups=case.pool_groups,
-        strategy=strategy,
-        seed=seed,
-        model_error=model_error,
-        group_model_error=group_model_error,
+    probe = case.probe(
+        strategy=strategy, seed=seed, model_error=model_error, group_model_error=group_model_error
     )
     true = float(case.y_t.mean())
     true_g = _group_true(case)

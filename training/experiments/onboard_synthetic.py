@@ -1,8 +1,9 @@
-"""Onboarding on a synthetic pool with known truth (issue 10): the true α, β of
+"""Onboarding on a synthetic pool with known truth: the true α, β of
 ``irt_fast.synthetic``, the prior from the other LLMs' true θ. Part of
-``training.experiment onboard --synthetic-llms N``, or alone:
+``training.experiments onboard --synthetic-llms N``, or alone:
 
-    python -m training.onboard_synthetic --synthetic 5000 --out DIR [--quick] [--onboard M]
+    python -m training.experiments.onboard_synthetic --synthetic 5000 --out DIR [--quick] \
+        [--onboard M]
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from irt_fast.onboard.prior import Prior
-from training.onboard_core import KS, STRATEGIES, Case, run_cases
+from training.experiments.onboard_core import KS, STRATEGIES, Case, run_cases
 
 
 def synthetic_cases(
@@ -57,7 +58,7 @@ def run_synthetic(
     n_llms: int, out_dir: Path, quick: bool, seed: int, log: Any = print, n_onboard: int = 0
 ) -> tuple[str, dict[str, Any]]:
     """The four strategies on a synthetic pool of ``n_llms`` LLMs with known truth."""
-    from training import onboard_report as rep
+    from training.experiments import onboard_report as rep
 
     t1 = time.perf_counter()
     seeds = [seed] if quick else [seed, seed + 1]
@@ -84,11 +85,12 @@ def run_synthetic(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m training.onboard_synthetic --synthetic N --out DIR [--quick] [--onboard M]``:
-    the synthetic part alone (the real-data part runs through training.experiment)."""
+    """The synthetic part alone (the real-data part runs through ``python -m training.experiments
+    onboard``): ``python -m training.experiments.onboard_synthetic --synthetic N --out DIR
+    [--quick] [--onboard M]``."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m training.onboard_synthetic")
+    p = argparse.ArgumentParser(prog="python -m training.experiments.onboard_synthetic")
     p.add_argument("--synthetic", type=int, required=True, help="LLMs in the synthetic pool")
     p.add_argument("--onboard", type=int, default=0, help="LLMs to onboard (default 30)")
     p.add_argument("--out", type=Path, required=True)

@@ -1,10 +1,11 @@
-"""Onboarding evaluation (issue 10): new LLMs joining a trained pool from k answers.
+"""Onboarding evaluation: new LLMs joining a trained pool from k answers.
 
-    python -m training.experiment onboard --data ../shared/data/mmlu_pro --out runs/onboard [--quick]
+    python -m training.experiments onboard --data ../shared/data/mmlu_pro --out runs/onboard \
+        [--quick]
 
 The LLMs are split into K folds (5; seeded). Per fold an IrtNet of the reduced experiment size
-(training.ood.experiment_setup: d = 64, 1 + 7 experts of width 128; the paper size needs ~30
-min per fold on this machine) is trained on the other folds' answers to the training questions.
+(training.experiments.setup.experiment_setup: d = 64, 1 + 7 experts of width 128; the paper
+size needs ~30 min per fold on this machine) is trained on the other folds' answers to the training questions.
 Each held-out LLM is then onboarded with ``irt_fast.onboard`` alone (numpy, the network frozen):
 the probe pool is the training questions it answered, the target the test questions; k in
 ``KS``; strategies random / stratified / adaptive / variance (``Probe``); several seeds.
@@ -23,22 +24,40 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from irt_fast.onboard.prior import Prior
-from training.onboard_core import KS, REAL_STRATEGIES, Case, run_cases
+from training.experiments.onboard_core import KS, REAL_STRATEGIES, Case, run_cases
+
+if TYPE_CHECKING:  # torch is imported only when a fold is trained
+    from training.data import PairMatrix
 
 __all__ = ["real_cases", "run"]
 
 
 # --------------------------------------------------------------------------- real data
+def _llm_pairs(m: PairMatrix, llm: int) -> tuple[np.ndarray, np.ndarray]:
+    """(local query index, label) of LLM ``llm``'s pairs in ``m``."""
+    sel = m.llm == llm
+    return m.query_of_pair()[sel], m.y[sel]
+
+
+def _drop_llms(m: PairMatrix, drop: np.ndarray) -> PairMatrix:
+    """``m`` without the pairs of the LLMs ``drop`` (the held-out fold)."""
+    from training.data import PairMatrix
+
+    keep = ~np.isin(m.llm, drop)
+    q = m.query_of_pair()[keep]
+    ptr = np.concatenate(([0], np.cumsum(np.bincount(q, minlength=m.n_queries)))).astype(np.int64)
+    return PairMatrix(m.emb, ptr, m.llm[keep], m.y[keep], m.query_rows, m.n_llms)
+
+
 def _fit_fold(ds: Any, mats: dict[str, Any], held: np.ndarray, quick: bool, seed: int) -> Any:
     import torch
 
-    from training.newllm import _drop_llms
-    from training.ood import experiment_setup
+    from training.experiments.ood import experiment_setup
 
     try:
         from training.loop import fit_model
@@ -110,7 +129,6 @@ def real_cases(
 ) -> tuple[list[Case], dict[str, Any]]:
     """Train one model per fold of LLMs and build the held-out LLMs' cases."""
     from training.fit import matrices
-    from training.newllm import _llm_pairs
 
     mats = matrices(ds, split)
     rng = np.random.default_rng(seed)
@@ -174,8 +192,8 @@ def run(
     n_folds: int = 5,
     synthetic_llms: int | None = None,
 ) -> dict[str, Any]:
-    """The whole evaluation (see the module docstring); ``training.experiment onboard``."""
-    from training import onboard_report as rep
+    """The whole evaluation (see the module docstring); ``training.experiments onboard``."""
+    from training.experiments import onboard_report as rep
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +206,7 @@ def run(
     agg = rep.aggregate(rows, floors)
     cfg = info["config"]
     header = (
-        "## Onboarding new LLMs from k answers (issue 10)\n\n"
+        "## Onboarding new LLMs from k answers\n\n"
         f"{len(cases)} LLMs in {n_folds} folds; per fold an IrtNet (d = {cfg['d']}, "
         f"{cfg['n_shared']}+{cfg['n_routed']} experts of width {cfg['expert_dim']}, reduced "
         "experiment size) trained without the fold; each held-out LLM onboarded with "
@@ -215,7 +233,7 @@ def run(
         "png": [str(png)],
     }
     if synthetic_llms:
-        from training.onboard_synthetic import run_synthetic
+        from training.experiments.onboard_synthetic import run_synthetic
 
         s_md, s_res = run_synthetic(synthetic_llms, out_dir, quick, seed, log)
         md += "\n" + s_md

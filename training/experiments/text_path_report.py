@@ -1,4 +1,5 @@
-"""The tables and the recommendation of training.text_path (text → route per embedder)."""
+"""The tables and the recommendation of training.experiments.text_path (text → route per
+embedder)."""
 
 from __future__ import annotations
 
