@@ -173,9 +173,13 @@ class Gateway(Proc):
             sys.executable, "-m", "irt_fast", "serve", "--model", str(model),
             "--config", str(self.config_path), "--port", str(port), "--workers", str(workers),
         ]  # fmt: skip
-        super().__init__(args, tmp / f"{name}.log", child_env(**SECRETS), f"http://127.0.0.1:{port}")
+        super().__init__(
+            args, tmp / f"{name}.log", child_env(**SECRETS), f"http://127.0.0.1:{port}"
+        )
 
-    def post(self, path: str, body: Any = None, *, token: str | None = TOKEN, **kw: Any) -> httpx.Response:
+    def post(
+        self, path: str, body: Any = None, *, token: str | None = TOKEN, **kw: Any
+    ) -> httpx.Response:
         headers = dict(kw.pop("headers", {}))
         if token is not None:
             headers["authorization"] = f"Bearer {token}"

@@ -104,13 +104,19 @@ def test_openai_client_plain(gw, stubs):
 
 
 def test_openai_client_streaming(gw, stubs):
-    chunks = list(client(gw).chat.completions.create(model="irt-router", messages=USER, stream=True))
+    chunks = list(
+        client(gw).chat.completions.create(model="irt-router", messages=USER, stream=True)
+    )
     assert len(chunks) >= 4 and all(ch.model == "strong" for ch in chunks)
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text == "answer from strong"
-    assert all(ch.choices for ch in chunks)  # the usage chunk the client did not ask for is held back
+    assert all(
+        ch.choices for ch in chunks
+    )  # the usage chunk the client did not ask for is held back
     (rec,) = stubs["strong"].requests()
-    assert rec["body"]["stream"] is True and rec["body"]["stream_options"] == {"include_usage": True}
+    assert rec["body"]["stream"] is True and rec["body"]["stream_options"] == {
+        "include_usage": True
+    }
     asked = list(
         client(gw).chat.completions.create(
             model="irt-router", messages=USER, stream=True, stream_options={"include_usage": True}
@@ -180,7 +186,9 @@ def test_every_candidate_failing_is_an_answer_not_a_hang(gw, stubs):
 
 def test_stream_falls_back_before_its_first_byte(gw, stubs):
     stubs["strong"].mode("500")
-    chunks = list(client(gw).chat.completions.create(model="irt-router", messages=USER, stream=True))
+    chunks = list(
+        client(gw).chat.completions.create(model="irt-router", messages=USER, stream=True)
+    )
     assert chunks and all(ch.model == "medium" for ch in chunks)
 
 
@@ -188,7 +196,9 @@ def test_stream_broken_midway_ends_with_an_error_event(gw, stubs):
     stubs["strong"].mode("break")
     got = []
     with pytest.raises(openai.APIError) as e:
-        for ch in client(gw).chat.completions.create(model="irt-router", messages=USER, stream=True):
+        for ch in client(gw).chat.completions.create(
+            model="irt-router", messages=USER, stream=True
+        ):
             got.append(ch)
     assert got and all(ch.model == "strong" for ch in got)
     assert "'strong'" in str(e.value) and "broke off" in str(e.value)
@@ -205,7 +215,11 @@ def test_stream_broken_midway_ends_with_an_error_event(gw, stubs):
 def _tool_turn(first: dict, call_id: str) -> list[dict]:
     return [
         *USER,
-        {"role": "assistant", "content": None, "tool_calls": first["choices"][0]["message"]["tool_calls"]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": first["choices"][0]["message"]["tool_calls"],
+        },
         {"role": "tool", "tool_call_id": call_id, "content": "42"},
     ]
 
@@ -224,8 +238,14 @@ def test_a_tool_loop_keeps_its_llm(gw, stubs):
 
 def test_a_streamed_tool_call_is_remembered(gw, stubs):
     stubs["strong"].mode("tool")
-    chunks = list(client(gw).chat.completions.create(model="irt-router", messages=USER, stream=True))
-    call_id = next(ch.choices[0].delta.tool_calls[0].id for ch in chunks if ch.choices and ch.choices[0].delta.tool_calls)
+    chunks = list(
+        client(gw).chat.completions.create(model="irt-router", messages=USER, stream=True)
+    )
+    call_id = next(
+        ch.choices[0].delta.tool_calls[0].id
+        for ch in chunks
+        if ch.choices and ch.choices[0].delta.tool_calls
+    )
     messages = [
         *USER,
         {"role": "assistant", "content": None, "tool_calls": [{"id": call_id, "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},

@@ -98,7 +98,10 @@ def test_good_config_resolves(tmp_path):
         (('route_on = "conversation"', 'route_on = "everything"'), "[routing] route_on"),
         (("cost_per_query = 0.002", "model = 'x'"), "[routing] margin trades accuracy"),
         (("https://example.invalid/v1/", "ftp://example.invalid"), "base_url: Value error"),
-        (("https://example.invalid/v1/", "https://u:pw@example.invalid"), "must not carry credentials"),
+        (
+            ("https://example.invalid/v1/", "https://u:pw@example.invalid"),
+            "must not carry credentials",
+        ),
         (("cost_per_query = 0.002", "cost_per_query = 0.002\ninput_per_mtok = 1.0"), "not both"),
         (("batch_window_ms = 1", "batch_window_ms = 1\n[routing]"), "not a valid TOML"),
     ],
@@ -282,7 +285,9 @@ def test_route_text():
         ChatMessage(role="system", content="be brief"),
         ChatMessage(role="user", content="first question"),
         ChatMessage(role="assistant", content="answer"),
-        ChatMessage(role="user", content=[{"type": "text", "text": "second"}, {"type": "image_url"}]),
+        ChatMessage(
+            role="user", content=[{"type": "text", "text": "second"}, {"type": "image_url"}]
+        ),
     ]
     assert route_text(msgs, "last_user", 100) == "second"
     assert route_text(msgs, "conversation", 100) == "first question\nsecond"
@@ -303,7 +308,10 @@ def test_stream_events_name_the_llm_and_record_usage(tmp_path):
     assert rewrite_event(["data: " + json.dumps(usage_only)], "strong", out) is None
     assert out.usage == {"prompt_tokens": 3}
     assert rewrite_event(["data: [DONE]"], "s", out) == b"data: [DONE]\n\n"
-    assert rewrite_event([": keep-alive", "data: not json"], "s", out) == b": keep-alive\ndata: not json\n\n"
+    assert (
+        rewrite_event([": keep-alive", "data: not json"], "s", out)
+        == b": keep-alive\ndata: not json\n\n"
+    )
 
 
 def test_upstream_body_and_redaction(tmp_path):

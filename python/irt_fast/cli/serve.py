@@ -78,4 +78,3 @@ def run(args: argparse.Namespace) -> int:
     from irt_fast.serve.launch import serve
 
     return serve(args)
-

@@ -43,7 +43,9 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 Handler = Callable[[Request, Arrival | None], Awaitable[Response]]
 
 
-def json_response(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+def json_response(
+    obj: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     """A JSON response serialised by orjson (numpy arrays included)."""
     return Response(
         orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY),
@@ -133,7 +135,9 @@ def create_app(
                 response = error_response(ApiError(400, describe(e)))
             except Exception:
                 log.exception("internal error answering %s", name)
-                response = error_response(ApiError(500, "internal error (logged)", kind="server_error"))
+                response = error_response(
+                    ApiError(500, "internal error (logged)", kind="server_error")
+                )
             finally:
                 if arrival is not None:
                     arrival.close()
@@ -215,9 +219,13 @@ def create_app(
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error_response(ApiError(exc.status_code, str(exc.detail), kind="invalid_request_error"))
+        return error_response(
+            ApiError(exc.status_code, str(exc.detail), kind="invalid_request_error")
+        )
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+    )
     app.state.gateway = gw
     return app
 

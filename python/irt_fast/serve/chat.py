@@ -84,7 +84,9 @@ def session_header(value: str | None) -> str | None:
         return None
     if not value or len(value) > MAX_KEY_CHARS or not value.isprintable() or not value.isascii():
         raise ApiError(
-            400, f"x-irt-session must be 1-{MAX_KEY_CHARS} printable ASCII characters", param="x-irt-session"
+            400,
+            f"x-irt-session must be 1-{MAX_KEY_CHARS} printable ASCII characters",
+            param="x-irt-session",
         )
     return value
 
@@ -138,9 +140,13 @@ async def _plan(
     names = opts.candidates if opts.candidates is not None else list(cfg.candidates)
     unknown = [n for n in names if n not in cfg.upstreams]
     if unknown:
-        raise ApiError(400, f"candidate {unknown[0]!r} is not an LLM of the pool", param="irt.candidates")
+        raise ApiError(
+            400, f"candidate {unknown[0]!r} is not an LLM of the pool", param="irt.candidates"
+        )
     if not names or len(set(names)) != len(names):
-        raise ApiError(400, "candidates must be a non-empty list of distinct names", param="irt.candidates")
+        raise ApiError(
+            400, "candidates must be a non-empty list of distinct names", param="irt.candidates"
+        )
     names = gw.spend.available(names, cfg.upstreams)
     if not names:
         raise ApiError(
@@ -148,8 +154,10 @@ async def _plan(
             "every candidate LLM has spent its budget (budget_usd): no LLM left to route to",
             kind="budget_exhausted",
         )
-    rule = Rule.of(opts.lam, opts.margin) if (opts.lam, opts.margin) != (None, None) else Rule.of(
-        cfg.routing.lam, cfg.routing.margin
+    rule = (
+        Rule.of(opts.lam, opts.margin)
+        if (opts.lam, opts.margin) != (None, None)
+        else Rule.of(cfg.routing.lam, cfg.routing.margin)
     )
     if rule.needs_cost:
         bare = [n for n in names if not cfg.upstreams[n].priced]
@@ -191,7 +199,9 @@ async def _plan(
     return Plan(await routed(), "routed")
 
 
-def _headers(llm: str, p: float | None, reason: str, failed: int, session: str | None) -> dict[str, str]:
+def _headers(
+    llm: str, p: float | None, reason: str, failed: int, session: str | None
+) -> dict[str, str]:
     h = {"x-irt-route-llm": llm, "x-irt-route-reason": reason}
     if p is not None:
         h["x-irt-route-p"] = f"{p:.6f}"
@@ -291,13 +301,17 @@ def _stream_response(
 
     outcome = Outcome(on_done=done, on_tool_ids=tools, strip_usage=strip)
     headers = {**headers, "cache-control": "no-cache"}
-    return StreamingResponse(relay(res, outcome, broken), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(
+        relay(res, outcome, broken), media_type="text/event-stream", headers=headers
+    )
 
 
 def _all_failed(failures: list[AttemptFailed], out_of_time: bool) -> ApiError:
     tried = "; ".join(f"{f.llm}: {f.detail}" for f in failures) or "none could be tried"
     if out_of_time:
-        return ApiError(504, f"no upstream answered within timeout_s ({tried})", kind="upstream_timeout")
+        return ApiError(
+            504, f"no upstream answered within timeout_s ({tried})", kind="upstream_timeout"
+        )
     if failures and all(f.kind == "http_429" for f in failures):
         return ApiError(429, f"every candidate LLM is rate-limited ({tried})", kind="rate_limited")
     return ApiError(502, f"every candidate LLM failed ({tried})", kind="upstream_error")

@@ -55,8 +55,8 @@ class _Section(BaseModel):
 class RoutingSection(_Section):
     """``[routing]``: the default decision rule of ``irt-router``."""
 
-    lam: float | None = Field(None, ge=0, allow_inf_nan=False)
-    margin: float | None = Field(None, ge=0, allow_inf_nan=False)
+    lam: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    margin: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     candidates: list[str] = Field(default_factory=list)
     route_on: Literal["last_user", "conversation"] = "last_user"
 
@@ -64,17 +64,17 @@ class RoutingSection(_Section):
 class ServerSection(_Section):
     """``[server]``: batching, time limits, request limits, sessions."""
 
-    batch_window_ms: float = Field(2.0, ge=0, le=1000, allow_inf_nan=False)
-    max_batch: int = Field(256, ge=1, le=65536)
-    timeout_s: float = Field(60.0, gt=0, le=86400, allow_inf_nan=False)
-    attempt_timeout_s: float | None = Field(None, gt=0, le=86400, allow_inf_nan=False)
-    max_fallbacks: int = Field(2, ge=0, le=100)
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    max_texts: int = Field(256, ge=1, le=100_000)
-    session_ttl_s: float = Field(3600.0, gt=0, allow_inf_nan=False)
-    max_sessions: int = Field(100_000, ge=1)
-    engine_threads: int | None = Field(None, ge=1, le=1024)
-    max_connections: int = Field(1000, ge=1)
+    batch_window_ms: float = Field(default=2.0, ge=0, le=1000, allow_inf_nan=False)
+    max_batch: int = Field(default=256, ge=1, le=65536)
+    timeout_s: float = Field(default=60.0, gt=0, le=86400, allow_inf_nan=False)
+    attempt_timeout_s: float | None = Field(default=None, gt=0, le=86400, allow_inf_nan=False)
+    max_fallbacks: int = Field(default=2, ge=0, le=100)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_texts: int = Field(default=256, ge=1, le=100_000)
+    session_ttl_s: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
+    max_sessions: int = Field(default=100_000, ge=1)
+    engine_threads: int | None = Field(default=None, ge=1, le=1024)
+    max_connections: int = Field(default=1000, ge=1)
     log_prompts: bool = False
 
 
@@ -91,11 +91,11 @@ class LlmSection(_Section):
     base_url: str
     api_key_env: str | None = None
     model: str | None = None
-    input_per_mtok: float | None = Field(None, ge=0, allow_inf_nan=False)
-    output_per_mtok: float | None = Field(None, ge=0, allow_inf_nan=False)
-    cost_per_query: float | None = Field(None, ge=0, allow_inf_nan=False)
-    expected_output_tokens: int = Field(300, ge=0)
-    budget_usd: float | None = Field(None, gt=0, allow_inf_nan=False)
+    input_per_mtok: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    output_per_mtok: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    cost_per_query: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    expected_output_tokens: int = Field(default=300, ge=0)
+    budget_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     stream_usage: bool = True
 
     @field_validator("base_url")
@@ -112,9 +112,9 @@ class LlmSection(_Section):
 class ConfigFile(_Section):
     """The file's sections, each checked key by key (not yet against a model)."""
 
-    routing: RoutingSection = Field(default_factory=RoutingSection)
-    server: ServerSection = Field(default_factory=ServerSection)
-    auth: AuthSection = Field(default_factory=AuthSection)
+    routing: RoutingSection = RoutingSection()
+    server: ServerSection = ServerSection()
+    auth: AuthSection = AuthSection()
     llms: dict[str, LlmSection] = Field(default_factory=dict)
 
 
@@ -144,8 +144,7 @@ class Upstream:
         if self.cost_per_query is not None:
             return self.cost_per_query
         return (
-            prompt_tokens * self.input_per_mtok
-            + self.expected_output_tokens * self.output_per_mtok
+            prompt_tokens * self.input_per_mtok + self.expected_output_tokens * self.output_per_mtok
         ) / 1e6
 
     def cost_of(self, usage: Mapping[str, Any] | None) -> float:
@@ -154,13 +153,14 @@ class Upstream:
             return self.cost_per_query
         if not isinstance(usage, Mapping):
             return 0.0
-        tokens = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
-        pin, pout = (float(t) if _count(t) else 0.0 for t in tokens)
+        pin, pout = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
         return (pin * self.input_per_mtok + pout * self.output_per_mtok) / 1e6
 
 
-def _count(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+def _count(v: Any) -> float:
+    """A token count from ``usage`` (0 for anything that is not a finite number >= 0)."""
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    return float(v) if ok else 0.0
 
 
 @dataclass(frozen=True)
@@ -352,7 +352,7 @@ def _env(env: Mapping[str, str], var: str, here: str) -> str:
     return value.strip()
 
 
-_ALLOWED = {
+_ALLOWED: dict[str, type[_Section]] = {
     "routing": RoutingSection,
     "server": ServerSection,
     "auth": AuthSection,

@@ -90,7 +90,9 @@ class Gateway:
         self.executor = ThreadPoolExecutor(
             max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="irt-serve"
         )
-        self.batcher = Batcher(server.batch_window_ms, server.max_batch, self.executor, self._observe)
+        self.batcher = Batcher(
+            server.batch_window_ms, server.max_batch, self.executor, self._observe
+        )
         self.client = httpx.AsyncClient(
             limits=httpx.Limits(
                 max_connections=server.max_connections,

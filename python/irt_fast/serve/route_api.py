@@ -36,14 +36,20 @@ def queries(
     if not given:
         raise ApiError(400, f"{what} is empty", param=what)
     if len(given) > limit:
-        raise ApiError(413, f"{len(given)} {what} in one request; at most {limit} (server.max_texts)", param=what)
+        raise ApiError(
+            413,
+            f"{len(given)} {what} in one request; at most {limit} (server.max_texts)",
+            param=what,
+        )
     if texts is not None:
         try:
             check_texts(texts)
         except InputError as e:
             raise ApiError(400, str(e), param="texts") from None
         if not snap.scorer.can_embed:
-            raise ApiError(503, f"text input is unavailable: {snap.scorer.embedder_error}", kind="server_error")
+            raise ApiError(
+                503, f"text input is unavailable: {snap.scorer.embedder_error}", kind="server_error"
+            )
         return texts, None, len(texts)
     dim = snap.model.embed_dim
     try:
@@ -51,7 +57,9 @@ def queries(
     except (ValueError, TypeError):
         arr = np.asarray([], dtype=object)
     if arr.dtype.kind not in "fiu" or arr.ndim != 2:
-        raise ApiError(400, f"embeddings must be a list of lists of {dim} numbers each", param="embeddings")
+        raise ApiError(
+            400, f"embeddings must be a list of lists of {dim} numbers each", param="embeddings"
+        )
     if arr.shape[1] != dim:
         raise ApiError(
             400, f"embeddings must have shape [n, {dim}] (the model's embed_dim), got {list(arr.shape)}",
@@ -61,7 +69,9 @@ def queries(
     bad = np.argwhere(~np.isfinite(x))
     if len(bad):
         r, c = bad[0]
-        raise ApiError(400, f"embeddings contain a non-finite value at row {r}, column {c}", param="embeddings")
+        raise ApiError(
+            400, f"embeddings contain a non-finite value at row {r}, column {c}", param="embeddings"
+        )
     return None, x, len(x)
 
 
@@ -75,11 +85,17 @@ def _candidates(gw: Gateway, snap: Snapshot, given: list[str] | None) -> list[st
     elif cfg.upstreams:
         names = gw.spend.available(cfg.candidates, cfg.upstreams)
         if not names:
-            raise ApiError(429, "every candidate LLM has spent its budget (budget_usd)", kind="budget_exhausted")
+            raise ApiError(
+                429,
+                "every candidate LLM has spent its budget (budget_usd)",
+                kind="budget_exhausted",
+            )
     else:
         names = list(snap.model.llm_names)
     if not names or len(set(names)) != len(names):
-        raise ApiError(400, "candidates must be a non-empty list of distinct names", param="candidates")
+        raise ApiError(
+            400, "candidates must be a non-empty list of distinct names", param="candidates"
+        )
     return names
 
 
@@ -101,7 +117,11 @@ def _costs(
     ups = snap.config.upstreams
     bare = [k for k in names if k not in ups or not ups[k].priced]
     if bare:
-        raise ApiError(400, f"lam/margin need a cost per candidate: pass cost (no price for {bare[0]!r})", param="cost")
+        raise ApiError(
+            400,
+            f"lam/margin need a cost per candidate: pass cost (no price for {bare[0]!r})",
+            param="cost",
+        )
     tokens = [len(t) / CHARS_PER_TOKEN for t in texts] if texts is not None else [0.0] * n
     return np.array([[ups[k].expected_cost(t) for k in names] for t in tokens], np.float32)
 
@@ -117,7 +137,9 @@ async def route(gw: Gateway, body: Any, arrival: Arrival) -> dict[str, Any]:
     if req.cost is not None and req.lam is None and req.margin is None:
         rule = Rule.of(snap.config.routing.lam, snap.config.routing.margin)
         if not rule.needs_cost:
-            raise ApiError(400, "cost needs a trade-off: lam (P - lam*cost) or margin", param="cost")
+            raise ApiError(
+                400, "cost needs a trade-off: lam (P - lam*cost) or margin", param="cost"
+            )
     elif req.lam is not None or req.margin is not None:
         rule = Rule.of(req.lam, req.margin)
     else:
@@ -147,12 +169,18 @@ async def predict_accuracy(gw: Gateway, body: Any, arrival: Arrival) -> dict[str
     p = (await gw.score(snap, texts=texts, x=x, arrival=arrival)).astype(np.float64)
     llms = snap.model.llm_names
     if req.groups is None:
-        return {"accuracy": dict(zip(llms, p.mean(0).tolist(), strict=True)), "n": n, "model": snap.info()}
+        return {
+            "accuracy": dict(zip(llms, p.mean(0).tolist(), strict=True)),
+            "n": n,
+            "model": snap.info(),
+        }
     keys: dict[str, list[int]] = {}
     for i, g in enumerate(req.groups):
         keys.setdefault(str(g), []).append(i)
     return {
-        "accuracy": {g: dict(zip(llms, p[rows].mean(0).tolist(), strict=True)) for g, rows in keys.items()},
+        "accuracy": {
+            g: dict(zip(llms, p[rows].mean(0).tolist(), strict=True)) for g, rows in keys.items()
+        },
         "n": {g: len(rows) for g, rows in keys.items()},
         "model": snap.info(),
     }

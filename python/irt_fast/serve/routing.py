@@ -52,9 +52,7 @@ class Rule:
         return self.kind != BEST
 
 
-def rank(
-    p: np.ndarray, cost: np.ndarray | None, rule: Rule, limit: int | None = None
-) -> list[int]:
+def rank(p: np.ndarray, cost: np.ndarray | None, rule: Rule, limit: int | None = None) -> list[int]:
     """Candidates in order of preference under ``rule``.
 
     Args:
@@ -170,6 +168,7 @@ def score_items(items: Sequence[_Item]) -> tuple[list[np.ndarray], float, float]
             parts.append(emb[at : at + len(it.texts)])
             at += len(it.texts)
         else:
+            assert it.x is not None
             parts.append(it.x)
     x = parts[0] if len(parts) == 1 else np.concatenate(parts)
     p = scorer.proba(np.ascontiguousarray(x, dtype=np.float32))

@@ -32,7 +32,11 @@ class ApiError(Exception):
     """
 
     def __init__(
-        self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -84,8 +88,8 @@ class RouteOptions(_Strict):
     """How ``irt-router`` decides (the ``irt`` field of a chat completion, or the options in
     its model string ``irt-router:lam=0.01``)."""
 
-    lam: float | None = Field(None, ge=0, allow_inf_nan=False)
-    margin: float | None = Field(None, ge=0, allow_inf_nan=False)
+    lam: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    margin: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     candidates: list[str] | None = None
     route_on: Literal["last_user", "conversation"] | None = None
 
@@ -97,8 +101,8 @@ class RouteRequest(_Strict):
     embeddings: list[Any] | None = None
     candidates: list[str] | None = None
     cost: dict[str, float] | list[float] | None = None
-    lam: float | None = Field(None, ge=0, allow_inf_nan=False)
-    margin: float | None = Field(None, ge=0, allow_inf_nan=False)
+    lam: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    margin: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     proba: bool = False
 
 
@@ -157,7 +161,9 @@ def model_options(model: str) -> RouteOptions | None:
             try:
                 raw[key] = float(value)
             except ValueError:
-                raise ApiError(400, f"model {model!r}: {key} must be a number", param="model") from None
+                raise ApiError(
+                    400, f"model {model!r}: {key} must be a number", param="model"
+                ) from None
         else:
             raw[key] = value
     try:

@@ -143,4 +143,3 @@ def load_snapshot(
             score_alone(scorer, ["warm-up"], None)
     index = {n: i for i, n in enumerate(model.llm_names)}
     return Snapshot(mp, cp, sha, config, scorer, index)
-

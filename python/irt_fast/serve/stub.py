@@ -71,7 +71,9 @@ def stub_app(name: str, mode: str = "ok", delay: float = 0.0, record: bool = Tru
         if body.get("stream"):
             opts = body.get("stream_options") or {}
             return StreamingResponse(
-                _chunks(name, body.get("model", ""), tool, bool(opts.get("include_usage")), m == "break"),
+                _chunks(
+                    name, body.get("model", ""), tool, bool(opts.get("include_usage")), m == "break"
+                ),
                 media_type="text/event-stream",
             )
         return _json(_completion(name, body.get("model", ""), tool))

@@ -105,7 +105,10 @@ def upstream_body(body: dict[str, Any], up: Upstream, stream: bool) -> tuple[dic
 
 
 def headers_for(up: Upstream, stream: bool) -> dict[str, str]:
-    h = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
+    h = {
+        "content-type": "application/json",
+        "accept": "text/event-stream" if stream else "application/json",
+    }
     if up.api_key is not None:
         h["authorization"] = "Bearer " + up.api_key.reveal()
     return h
@@ -126,7 +129,9 @@ def _failure(up: Upstream, status: int) -> AttemptFailed | None:
     if status >= 500:
         return AttemptFailed(up.name, "http_5xx", f"HTTP {status}")
     if status in (401, 403):
-        return AttemptFailed(up.name, "auth", f"HTTP {status}: the upstream refused the gateway's key")
+        return AttemptFailed(
+            up.name, "auth", f"HTTP {status}: the upstream refused the gateway's key"
+        )
     if status in RETRYABLE:
         return AttemptFailed(up.name, "http_5xx", f"HTTP {status}")
     return None
@@ -163,7 +168,9 @@ async def call_json(
     timeout = httpx.Timeout(read_s, connect=budget_s)
     try:
         r = await asyncio.wait_for(
-            client.post(up.url, content=orjson.dumps(body), headers=headers_for(up, False), timeout=timeout),
+            client.post(
+                up.url, content=orjson.dumps(body), headers=headers_for(up, False), timeout=timeout
+            ),
             budget_s,
         )
     except (httpx.HTTPError, asyncio.TimeoutError, OSError) as e:
@@ -177,7 +184,9 @@ async def call_json(
     try:
         payload = orjson.loads(r.content)
     except orjson.JSONDecodeError:
-        raise AttemptFailed(up.name, "bad_response", "HTTP 200 with a body that is not JSON") from None
+        raise AttemptFailed(
+            up.name, "bad_response", "HTTP 200 with a body that is not JSON"
+        ) from None
     if not isinstance(payload, dict):
         raise AttemptFailed(up.name, "bad_response", "HTTP 200 with a body that is not an object")
     return 200, payload, elapsed
@@ -231,7 +240,9 @@ async def open_stream(
         try:
             first = await events.__anext__()
         except StopAsyncIteration:
-            raise AttemptFailed(up.name, "bad_response", "the stream ended before its first event") from None
+            raise AttemptFailed(
+                up.name, "bad_response", "the stream ended before its first event"
+            ) from None
         return Streaming(up.name, resp, events, first, time.perf_counter() - t0)
 
     try:
@@ -296,7 +307,9 @@ def _delta_tool_ids(choices: Any) -> list[str]:
         for ch in choices:
             calls = ch.get("delta", {}).get("tool_calls") if isinstance(ch, dict) else None
             if isinstance(calls, list):
-                ids += [c["id"] for c in calls if isinstance(c, dict) and isinstance(c.get("id"), str)]
+                ids += [
+                    c["id"] for c in calls if isinstance(c, dict) and isinstance(c.get("id"), str)
+                ]
     return ids
 
 
@@ -309,7 +322,9 @@ def message_tool_ids(payload: dict[str, Any]) -> list[str]:
             msg = ch.get("message") if isinstance(ch, dict) else None
             calls = msg.get("tool_calls") if isinstance(msg, dict) else None
             if isinstance(calls, list):
-                ids += [c["id"] for c in calls if isinstance(c, dict) and isinstance(c.get("id"), str)]
+                ids += [
+                    c["id"] for c in calls if isinstance(c, dict) and isinstance(c.get("id"), str)
+                ]
     return ids
 
 
@@ -337,7 +352,9 @@ async def relay(
             kind = "timed out" if isinstance(e, httpx.TimeoutException) else "broke off"
             on_broken(kind)
             log.warning("upstream %s: the stream %s after it started", s.llm, kind)
-            yield error_event(f"the upstream LLM {s.llm!r} stream {kind} before the answer was complete")
+            yield error_event(
+                f"the upstream LLM {s.llm!r} stream {kind} before the answer was complete"
+            )
     finally:
         await s.response.aclose()
         outcome.on_done(outcome.usage)
