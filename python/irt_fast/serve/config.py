@@ -73,7 +73,7 @@ class ServerSection(_Section):
     max_texts: int = Field(default=256, ge=1, le=100_000)
     session_ttl_s: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
     max_sessions: int = Field(default=100_000, ge=1)
-    engine_threads: int | None = Field(default=None, ge=1, le=1024)
+    engine_threads: int = Field(default=1, ge=1, le=1024)
     max_connections: int = Field(default=1000, ge=1)
     log_prompts: bool = False
 

@@ -180,6 +180,20 @@ def score_items(items: Sequence[_Item]) -> tuple[list[np.ndarray], float, float]
     return out, t1 - t0, t2 - t1
 
 
+#: A batch of one text up to this long (or one embedding) is scored on the event loop itself:
+#: a thread hand-off costs more CPU than such a batch, and it blocks the loop for well under a
+#: millisecond. Larger batches go to the worker threads, so the loop keeps reading requests.
+INLINE_CHARS = 2000
+
+
+def small(items: Sequence[_Item]) -> bool:
+    """Whether a batch is cheaper to score on the event loop than in a worker thread."""
+    if len(items) != 1 or items[0].rows != 1:
+        return False
+    texts = items[0].texts
+    return texts is None or len(texts[0]) <= INLINE_CHARS
+
+
 class Arrival:
     """Marks a request that will be scored soon (the batcher waits for such requests)."""
 
@@ -252,8 +266,11 @@ class Batcher:
         item = _Item(scorer, texts, x, loop.create_future(), time.perf_counter())
         if arrival is not None:
             arrival.close()
-        if self.window_s <= 0:  # batching off: this request alone, in a worker thread
-            rows, te, tg = await loop.run_in_executor(self.executor, score_items, [item])
+        if self.window_s <= 0:  # batching off: this request alone
+            if small([item]):
+                rows, te, tg = score_items([item])
+            else:
+                rows, te, tg = await loop.run_in_executor(self.executor, score_items, [item])
             if self.observe is not None:
                 self.observe(BatchStats(item.rows, te, tg, [0.0]))
             return rows[0]
@@ -305,7 +322,10 @@ class Batcher:
                 if not live:
                     continue
                 try:
-                    rows, te, tg = await loop.run_in_executor(self.executor, score_items, live)
+                    if small(live):
+                        rows, te, tg = score_items(live)
+                    else:
+                        rows, te, tg = await loop.run_in_executor(self.executor, score_items, live)
                 except Exception as e:  # noqa: BLE001 - handed to each waiting request
                     for it in live:
                         if not it.future.done():
