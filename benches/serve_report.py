@@ -323,6 +323,17 @@ def chat_cases(a: argparse.Namespace, model: str, tmp: Path, log: Any) -> list[d
     return rows
 
 
+def cpu_profile(model: str) -> dict[str, Any]:
+    """The in-process CPU profile of one routed request (benches/_serve_profile.py)."""
+    p = subprocess.run(
+        [sys.executable, str(HERE / "_serve_profile.py"), model],
+        capture_output=True, text=True, env=env(), timeout=900, check=False,
+    )  # fmt: skip
+    if p.returncode != 0:
+        return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def machine() -> dict[str, Any]:
     name = platform.processor() or "unknown CPU"
     try:
@@ -339,7 +350,12 @@ def _f(v: float, digits: int = 1) -> str:
     return "–" if v != v else f"{v:,.{digits}f}"
 
 
-def render(info: dict[str, Any], route: list[dict[str, Any]], chat: list[dict[str, Any]]) -> str:
+def render(
+    info: dict[str, Any],
+    route: list[dict[str, Any]],
+    chat: list[dict[str, Any]],
+    prof: dict[str, Any],
+) -> str:
     lines = []
     if info["load_start"] >= 0.5:
         lines.append(f"BUSY: load average {info['load_start']:.2f} ≥ 0.5 at the start. Do not quote these numbers.")  # fmt: skip
@@ -369,6 +385,7 @@ def render(info: dict[str, Any], route: list[dict[str, Any]], chat: list[dict[st
         )
     lines += ["", "### Where one routed request's time goes", ""]
     lines += breakdown(route)
+    lines += [""] + profile_table(prof, route)
     lines += ["", "### /v1/chat/completions: latency added over calling the stub directly (oha, fixed rate)", ""]  # fmt: skip
     if chat and "error" in chat[0]:
         lines.append(f"Not measured: {chat[0]['error']}.")
@@ -395,6 +412,35 @@ def render(info: dict[str, Any], route: list[dict[str, Any]], chat: list[dict[st
             "(added = the gateway's percentile minus the stub's, each measured at the same rate.)"
         )
     return "\n".join(lines) + "\n"
+
+
+PROFILE_ROWS = [
+    ("read_request", "read the request: JSON, schema, text checks"),
+    ("embed_1", "embed one text (m2v-mpnet-256)"),
+    ("embed_per_text_at_32", "embed, per text in a batch of 32"),
+    ("engine_1", "engine, one row (top-2 of 39 experts, 29 LLMs)"),
+    ("engine_per_row_at_32", "engine, per row in a batch of 32"),
+    ("decide_and_answer", "decide and write the JSON answer"),
+    ("app_1_at_a_time", "the whole app in process, one request at a time"),
+    ("app_32_at_a_time", "the whole app in process, 32 requests at a time (one batch)"),
+]
+
+
+def profile_table(prof: dict[str, Any], route: list[dict[str, Any]]) -> list[str]:
+    """The in-process CPU profile, and what the HTTP server adds to it under load."""
+    if "error" in prof:
+        return [f"In-process profile not measured: {prof['error']}."]
+    out = ["| stage (CPU time, in one process, no network) | per request |", "|:---|---:|"]
+    out += [f"| {label} | {prof[k] * 1e6:.0f} µs |" for k, label in PROFILE_ROWS if k in prof]
+    under = [r for r in route if r["workers"] == 1 and r["batching"] and r["conns"] == 64]
+    if under and under[0]["requests"] and "app_32_at_a_time" in prof:
+        total = under[0]["srv_cpu_s"] / under[0]["requests"] * 1e6
+        http = total - prof["app_32_at_a_time"] * 1e6
+        out.append(
+            f"| the HTTP server (uvicorn, httptools, uvloop): CPU per request under wrk at 64 "
+            f"connections ({total:.0f} µs) minus the app at 32 at a time | {http:.0f} µs |"
+        )
+    return out
 
 
 def breakdown(route: list[dict[str, Any]]) -> list[str]:
@@ -449,10 +495,12 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(d)
         log("building the top-2 reference-size model ...")
         model = make_model(tmp)
+        log("in-process CPU profile ...")
+        prof = cpu_profile(model)
         route = route_cases(a, model, tmp, log)
         chat = chat_cases(a, model, tmp, log)
     info["load_end"] = os.getloadavg()[0]
-    report = render(info, route, chat)
+    report = render(info, route, chat, prof)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(report)
     print(report)

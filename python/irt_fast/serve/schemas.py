@@ -63,7 +63,7 @@ def parse_json(raw: bytes) -> Any:
     except orjson.JSONDecodeError as e:
         try:
             return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ApiError(400, f"the request body is not valid JSON: {e}") from None
 
 
