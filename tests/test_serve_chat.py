@@ -49,7 +49,7 @@ def pool(tmp_path_factory):
         s.wait_ready("/_stub/requests")
     llms = upstreams({**stubs, "spare": dead_url()})
     cfg = toml(
-        server={"timeout_s": 10.0, "attempt_timeout_s": 1.0, "max_fallbacks": 2},
+        server={"timeout_s": 20.0, "attempt_timeout_s": 2.0, "max_fallbacks": 2},
         auth={"api_keys_env": "GW_TOKENS"},
         llms=llms,
     )
@@ -164,7 +164,7 @@ def test_fallback_on_connection_refused(gw, stubs):
 
 
 def test_fallback_on_timeout(gw, stubs):
-    stubs["strong"].mode("slow", delay=5.0)
+    stubs["strong"].mode("slow", delay=8.0)
     r = chat(gw, {})
     assert r.status_code == 200 and r.json()["model"] == "medium"
     text = gw.get("/metrics").text
@@ -173,7 +173,7 @@ def test_fallback_on_timeout(gw, stubs):
 
 def test_every_candidate_failing_is_an_answer_not_a_hang(gw, stubs):
     for s in stubs.values():
-        s.mode("slow", delay=5.0)
+        s.mode("slow", delay=8.0)
     r = chat(gw, {}, timeout=30)
     assert r.status_code == 502
     msg = r.json()["error"]["message"]
@@ -276,20 +276,27 @@ def test_a_client_error_from_the_upstream_is_passed_back_and_a_leaked_key_is_not
     assert metric(text, "irt_serve_upstream_errors_total", llm="strong", kind="auth") >= 1
 
 
-def test_spent_budgets_remove_llms(tmp_path, stubs, pool):
+def test_deadline_and_spent_budgets(tmp_path, stubs, pool):
     gw0, _ = pool
-    for s in stubs.values():
-        s.mode("ok")
-    # one answer (10 prompt + 20 completion tokens) spends each LLM's budget
     llms = upstreams(
         stubs,
         strong={"budget_usd": 0.001},
         medium={"budget_usd": 0.001},
         cheap={"budget_usd": 0.0001},
     )
-    gw = Gateway(gw0.model_path, toml(llms=llms), tmp_path, name="budget")
+    server = {"timeout_s": 1.5, "attempt_timeout_s": 1.0}
+    gw = Gateway(gw0.model_path, toml(server=server, llms=llms), tmp_path, name="budget")
     try:
         gw.wait_ready("/healthz")
+        # 1. every upstream hangs: 1 s for the first attempt, 0.5 s for the second, then 504
+        for s in stubs.values():
+            s.mode("slow", delay=8.0)
+        r = chat(gw, {}, token=None)
+        assert r.status_code == 504 and "within timeout_s" in r.json()["error"]["message"]
+        assert r.json()["error"]["message"].count("timed out") >= 2
+        # 2. budgets: one answer (10 prompt + 20 completion tokens) spends each LLM's
+        for s in stubs.values():
+            s.mode("ok")
         got = [chat(gw, {}, token=None).json()["model"] for _ in range(3)]
         assert got == ["strong", "medium", "cheap"]
         r = chat(gw, {}, token=None)

@@ -45,7 +45,9 @@ from irt_fast.serve.upstream import (
 
 log = logging.getLogger("irt_fast.serve")
 
-Choice = tuple[str, "float | None"]  # (LLM name, its P(correct) when it was routed)
+Choice = tuple[str, "float | None"]
+#: An attempt is not started with less time than this left before the deadline.
+MIN_ATTEMPT_S = 0.01  # (LLM name, its P(correct) when it was routed)
 
 
 @dataclass
@@ -238,7 +240,7 @@ async def _forward(
         if llm in tried or gw.spend.exhausted(up):
             continue
         budget = min(cfg.attempt_timeout_s, deadline - time.perf_counter())
-        if budget <= 0:
+        if budget < MIN_ATTEMPT_S:
             out_of_time = True
             break
         if tried:
