@@ -103,6 +103,16 @@ def test_two_workers_serve_and_sum_their_metrics(tmp_path):
         text = gw.get("/metrics", token=None).text
         assert metric(text, "irt_serve_requests_total", endpoint="/v1/route", status="200") == 30
         assert len(_pids(text)) == 2
+        # a reload asks the parent to replace both workers, one by one
+        write_model(model, (-1.5, 0.0, 1.5, 3.0))
+        r = httpx.post(gw.url + "/admin/reload", timeout=60)
+        assert r.status_code == 200 and "restarting all 2 workers" in r.json()["message"]
+        deadline, fresh = time.monotonic() + 180, 0
+        while fresh < 20:  # 20 answers in a row from the new model, whichever worker
+            assert time.monotonic() < deadline, gw.log()
+            r = httpx.post(gw.url + "/v1/route", json={"texts": ["q"]}, timeout=30)
+            assert r.status_code == 200
+            fresh = fresh + 1 if r.json()["llms"] == ["spare"] else 0
     finally:
         gw.stop()
     assert "Traceback" not in gw.log()

@@ -103,13 +103,14 @@ class Gateway:
         )
         self._install(snap)
         log.info(
-            "serving %s (sha256 %s, %d LLMs, embedder %s) with %s: %d upstream(s)%s",
+            "serving %s (sha256 %s, %d LLMs, embedder %s) with %s: %d upstream(s), %s loop%s",
             snap.model_path,
             snap.sha256[:12],
             snap.model.n_llms,
             snap.model.embedder["name"],
             snap.config_path,
             len(snap.config.upstreams),
+            type(loop).__module__.split(".")[0],
             "" if snap.config.tokens else "; no authentication ([auth] api_keys_env unset)",
         )
 
