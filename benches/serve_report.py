@@ -444,10 +444,10 @@ def profile_table(prof: dict[str, Any], route: list[dict[str, Any]]) -> list[str
 
 
 def breakdown(route: list[dict[str, Any]]) -> list[str]:
-    """Per-request costs from the gateway's metrics and CPU time, one row per route case."""
+    """Per-request figures of each route case, from the gateway's CPU time and its metrics."""
     out = [
-        "| workers | batching | connections | CPU per request | embed per text | engine per text | rest (HTTP, JSON, checks, scheduling) | mean queue wait |",  # fmt: skip
-        "|---:|:---|---:|---:|---:|---:|---:|---:|",
+        "| workers | batching | connections | gateway CPU per request | embed per text (wall) | engine per text (wall) | mean queue wait |",  # fmt: skip
+        "|---:|:---|---:|---:|---:|---:|---:|",
     ]
     for r in route:
         st, n = r["stages"], r["requests"]
@@ -460,13 +460,14 @@ def breakdown(route: list[dict[str, Any]]) -> list[str]:
         wait = st.get("queue_sum", 0.0) / max(st.get("queue_count", 0.0), 1) * 1e3
         out.append(
             f"| {r['workers']} | {'on' if r['batching'] else 'off'} | {r['conns']} | {cpu:.0f} µs "
-            f"| {emb:.0f} µs | {eng:.0f} µs | {cpu - emb - eng:.0f} µs | {wait:.2f} ms |"
+            f"| {emb:.0f} µs | {eng:.0f} µs | {wait:.2f} ms |"
         )
     out.append("")
     out.append(
-        "(CPU per request: the gateway's CPU seconds over the requests answered; embed and engine: "
-        "wall time of those stages per text, from irt_serve_stage_duration_seconds; rest: the "
-        "difference, i.e. everything outside embedding and the engine.)"
+        "(CPU per request: the gateway's CPU seconds (all its processes and threads) over the "
+        "requests answered. Embed and engine: wall time of those stages per text, from "
+        "irt_serve_stage_duration_seconds; on a busy machine they include waiting for a core. "
+        "The CPU split of one request is the next table.)"
     )
     return out
 
