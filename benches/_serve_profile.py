@@ -7,8 +7,9 @@ Every figure is CPU time (``time.process_time``: all threads of this process), s
 count time the process spent waiting for a core on a busy machine. Stages: reading the request
 (JSON, schema, text checks), embedding, the engine, the decision and the response's JSON, then
 the whole app in process (Starlette, the handler, the batcher and its thread hop) one request at
-a time and 32 at a time (one batch). What the HTTP server adds is the report's CPU per request
-under load minus the last figure.
+a time and 32 at a time (one batch); and a chat completion forwarded to a stub upstream (in its
+own process, so its CPU is not counted) by name (no routing) and through ``irt-router``. What the
+HTTP server adds is the report's CPU per request under load minus the app's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import orjson
 
@@ -69,15 +73,40 @@ async def _post(app: Any, path: str, body: bytes) -> int:
     return status
 
 
+def _stub() -> tuple[subprocess.Popen, str]:
+    """A stub upstream (irt_fast.serve.stub) on a free port."""
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    cmd = [sys.executable, "-m", "irt_fast.serve.stub", "--port", str(port), "--no-record"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            httpx.get(url + "/_stub/requests", timeout=1)
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the stub upstream did not start")
+
+
 def profile(model_path: str) -> dict[str, float]:
+    import irt_fast
     from irt_fast.serve.app import create_app, json_response
     from irt_fast.serve.route_api import queries
     from irt_fast.serve.routing import Rule, choose
     from irt_fast.serve.schemas import RouteRequest, parse_json, validate
     from irt_fast.serve.snapshot import load_snapshot
 
+    stub, stub_url = _stub()
+    names = irt_fast.load(model_path, threads=1).llm_names
+    llms = "".join(
+        f'[llms."{n}"]\nbase_url = "{stub_url}/v1"\ncost_per_query = {0.001 * (i + 1):.4f}\n'
+        for i, n in enumerate(names)
+    )
     cfg = Path(tempfile.mkdtemp()) / "router.toml"
-    cfg.write_text("[server]\nbatch_window_ms = 2\nengine_threads = 1\n")
+    cfg.write_text("[server]\nbatch_window_ms = 2\nengine_threads = 1\n" + llms)
     snap = load_snapshot(model_path, cfg)
     body = orjson.dumps({"texts": [TEXT]})
     texts32 = [f"{TEXT} ({i})" for i in range(32)]
@@ -95,7 +124,6 @@ def profile(model_path: str) -> dict[str, float]:
     out["embed_per_text_at_32"] = cpu_per_call(lambda: snap.scorer.embed(texts32)) / 32
     out["engine_1"] = cpu_per_call(lambda: snap.scorer.proba(x1))
     out["engine_per_row_at_32"] = cpu_per_call(lambda: snap.scorer.proba(x32)) / 32
-    names = snap.model.llm_names
 
     def answer() -> None:
         pick = choose(p1, None, Rule())
@@ -105,15 +133,20 @@ def profile(model_path: str) -> dict[str, float]:
 
     app = create_app(snapshot=snap)
 
+    messages = [{"role": "user", "content": TEXT}]
+    cases = [
+        ("app_1_at_a_time", 1, "/v1/route", body),
+        ("app_32_at_a_time", 32, "/v1/route", body),
+        ("chat_direct", 1, "/v1/chat/completions", orjson.dumps({"model": names[0], "messages": messages})),
+        ("chat_routed", 1, "/v1/chat/completions", orjson.dumps({"model": "irt-router", "messages": messages})),
+    ]  # fmt: skip
+
     async def run() -> None:
         async with app.router.lifespan_context(app):
-            loop_cpu: dict[str, float] = {}
-            for k, conc in (("app_1_at_a_time", 1), ("app_32_at_a_time", 32)):
+            for k, conc, path, data in cases:
 
-                async def once(conc: int = conc) -> None:
-                    codes = await asyncio.gather(
-                        *[_post(app, "/v1/route", body) for _ in range(conc)]
-                    )
+                async def once(conc: int = conc, path: str = path, data: bytes = data) -> None:
+                    codes = await asyncio.gather(*[_post(app, path, data) for _ in range(conc)])
                     assert all(c == 200 for c in codes), codes
 
                 await once()
@@ -121,10 +154,13 @@ def profile(model_path: str) -> dict[str, float]:
                 while time.process_time() - t0 < 2.0:
                     await once()
                     n += conc
-                loop_cpu[k] = (time.process_time() - t0) / n
-            out.update(loop_cpu)
+                out[k] = (time.process_time() - t0) / n
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        stub.kill()
+        stub.wait()
     return out
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -26,6 +27,7 @@ import orjson
 from irt_fast.serve.config import Upstream
 
 log = logging.getLogger("irt_fast.serve")
+T = TypeVar("T")
 
 #: Statuses after which the next candidate is tried, besides 429 and 5xx.
 RETRYABLE = {401, 403, 408}
@@ -123,6 +125,15 @@ def redact(data: bytes, up: Upstream) -> bytes:
     return data
 
 
+async def within(coro: Coroutine[Any, Any, T], seconds: float) -> T:
+    """``await coro``, cancelled with ``asyncio.TimeoutError`` after ``seconds`` (Python
+    3.11's ``asyncio.timeout`` runs it in this task; ``wait_for`` needs a task of its own)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await coro
+    return await asyncio.wait_for(coro, seconds)  # pragma: no cover - Python 3.10
+
+
 def _failure(up: Upstream, status: int) -> AttemptFailed | None:
     if status == 429:
         return AttemptFailed(up.name, "http_429", "HTTP 429 (rate limited)")
@@ -167,12 +178,10 @@ async def call_json(
     t0 = time.perf_counter()
     timeout = httpx.Timeout(read_s, connect=budget_s)
     try:
-        r = await asyncio.wait_for(
-            client.post(
-                up.url, content=orjson.dumps(body), headers=headers_for(up, False), timeout=timeout
-            ),
-            budget_s,
+        post = client.post(
+            up.url, content=orjson.dumps(body), headers=headers_for(up, False), timeout=timeout
         )
+        r = await within(post, budget_s)
     except (httpx.HTTPError, asyncio.TimeoutError, OSError) as e:
         raise _transport(up, e) from None
     elapsed = time.perf_counter() - t0
@@ -246,7 +255,7 @@ async def open_stream(
         return Streaming(up.name, resp, events, first, time.perf_counter() - t0)
 
     try:
-        out = await asyncio.wait_for(first_event(), budget_s)
+        out = await within(first_event(), budget_s)
     except AttemptFailed:
         await _close(holder)
         raise
