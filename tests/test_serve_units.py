@@ -32,7 +32,8 @@ from irt_fast.serve.schemas import (  # noqa: E402
 )
 from irt_fast.serve.sessions import SessionStore  # noqa: E402
 from irt_fast.serve.spend import SpendBook  # noqa: E402
-from irt_fast.serve.upstream import Outcome, redact, rewrite_event, upstream_body  # noqa: E402
+from irt_fast.serve.sse import Outcome, rewrite_event  # noqa: E402
+from irt_fast.serve.upstream import redact, upstream_body  # noqa: E402
 
 NAMES = ["llm-0", "llm-1", "llm-2", "llm-3"]
 ENV = {"K0": "sk-zero-SECRET", "K1": "sk-one-SECRET", "TOKS": "t1, t2"}

@@ -11,6 +11,7 @@ The parts, one job each (the layout of vLLM's ``entrypoints/openai``):
 - :mod:`.route_api`: ``/v1/route`` and ``/v1/predict_accuracy``;
 - :mod:`.chat`: ``/v1/chat/completions``: choose, forward, fall back;
 - :mod:`.upstream`: calls to the upstream LLMs, streaming and fallback conditions;
+- :mod:`.sse`: the upstream's server-sent events rewritten for the client;
 - :mod:`.sessions`, :mod:`.spend`, :mod:`.metrics`: the small state kept between requests;
 - :mod:`.gateway`: one worker's state; :mod:`.app`: the Starlette app and its lifespan;
 - :mod:`.stub`: a local OpenAI-compatible upstream for tests, benchmarks and trying it out.

@@ -46,7 +46,16 @@ Handler = Callable[[Request, Arrival | None], Awaitable[Response]]
 def json_response(
     obj: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    """A JSON response serialised by orjson (numpy arrays included)."""
+    """A JSON response serialised by orjson (numpy arrays included).
+
+    Args:
+        obj: what to serialise.
+        status: the HTTP status.
+        headers: extra response headers.
+
+    Returns:
+        The response.
+    """
     return Response(
         orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY),
         status,
@@ -56,11 +65,23 @@ def json_response(
 
 
 def error_response(e: ApiError) -> Response:
+    """The OpenAI-shaped error response of ``e`` (its status and body)."""
     return json_response(e.body(), e.status)
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    """The request body as JSON, refused with 413 beyond ``limit`` bytes."""
+    """The request body as JSON.
+
+    Args:
+        request: the request.
+        limit: the most bytes accepted (413 beyond, checked before and while reading).
+
+    Returns:
+        The parsed body.
+
+    Raises:
+        ApiError: 413 over the limit, 400 for an empty or malformed body.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the request body is over {limit} bytes (server.max_body_bytes)")

@@ -32,12 +32,11 @@ from irt_fast.serve.schemas import (
 )
 from irt_fast.serve.sessions import MAX_KEY_CHARS, session_key, tool_key
 from irt_fast.serve.snapshot import CHARS_PER_TOKEN, Snapshot
+from irt_fast.serve.sse import Outcome, message_tool_ids
 from irt_fast.serve.upstream import (
     AttemptFailed,
-    Outcome,
     Passthrough,
     call_json,
-    message_tool_ids,
     open_stream,
     relay,
     upstream_body,
@@ -60,7 +59,14 @@ class Plan:
 
 
 def message_text(content: Any) -> str:
-    """The text of a message's content (a string, or the text parts of a list of parts)."""
+    """The text of a message's content.
+
+    Args:
+        content: a string, a list of content parts (their ``text`` parts are joined), or None.
+
+    Returns:
+        The text ("" when there is none).
+    """
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -71,8 +77,21 @@ def message_text(content: Any) -> str:
 
 
 def route_text(messages: list[ChatMessage], route_on: str, max_chars: int) -> str:
-    """What is routed on: the last user message, or the user turns joined (most recent last)
-    keeping the last ``max_chars`` characters."""
+    """What is routed on.
+
+    Args:
+        messages: the conversation.
+        route_on: ``last_user`` (the last user message, cut to ``max_chars``) or
+            ``conversation`` (the user turns joined, most recent last, keeping the last
+            ``max_chars`` characters).
+        max_chars: about the embedder's length limit.
+
+    Returns:
+        The text.
+
+    Raises:
+        ApiError: 400 when no user message has text.
+    """
     users = [t for m in messages if m.role == "user" and (t := message_text(m.content)).strip()]
     if not users:
         raise ApiError(400, "routing needs a user message with text", param="messages")
@@ -82,6 +101,7 @@ def route_text(messages: list[ChatMessage], route_on: str, max_chars: int) -> st
 
 
 def session_header(value: str | None) -> str | None:
+    """The ``x-irt-session`` header, checked (1-256 printable ASCII characters) or None."""
     if value is None:
         return None
     if not value or len(value) > MAX_KEY_CHARS or not value.isprintable() or not value.isascii():

@@ -31,7 +31,14 @@ MAX_MESSAGE = 2000
 
 
 def describe(e: BaseException) -> str:
-    """An error's message for a log line or a response: printable, cut to MAX_MESSAGE."""
+    """An error's message for a log line or a response.
+
+    Args:
+        e: the error.
+
+    Returns:
+        Its message, non-printable characters escaped, cut to ``MAX_MESSAGE`` characters.
+    """
     text = str(e) or type(e).__name__
     if not text.isprintable():
         text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
@@ -158,15 +165,31 @@ class Gateway:
         x: np.ndarray | None = None,
         arrival: Arrival | None = None,
     ) -> np.ndarray:
-        """P(correct) ``[rows, n_llms]`` from ``snap``'s model, through the batcher."""
+        """P(correct) from ``snap``'s model, through the batcher.
+
+        Args:
+            snap: the snapshot the request started on.
+            texts: texts to embed, or
+            x: float32 embeddings ``[rows, embed_dim]``.
+            arrival: the request's batcher announcement (closed here).
+
+        Returns:
+            float32 ``[rows, n_llms]``.
+        """
         assert self.batcher is not None
         return await self.batcher.submit(snap.scorer, texts=texts, x=x, arrival=arrival)
 
     # ------------------------------------------------------------------------------- auth
 
     def authorized(self, header: str | None) -> bool:
-        """Whether an ``Authorization`` header carries an accepted bearer token (always true
-        when no tokens are configured)."""
+        """Whether a request may pass.
+
+        Args:
+            header: its ``Authorization`` header.
+
+        Returns:
+            True for an accepted bearer token, or when no tokens are configured.
+        """
         tokens = self.snapshot.config.tokens
         if not tokens:
             return True

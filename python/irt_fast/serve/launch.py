@@ -30,7 +30,14 @@ WORKER_START_S = 300
 
 
 def logging_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging set-up, with the gateway's own logger on the same handler."""
+    """uvicorn's logging set-up, with the gateway's own logger on the same handler.
+
+    Args:
+        level: the log level name.
+
+    Returns:
+        A ``logging.config.dictConfig`` dictionary.
+    """
     cfg = copy.deepcopy(LOGGING_CONFIG)
     cfg["loggers"]["irt_fast.serve"] = {
         "handlers": ["default"],

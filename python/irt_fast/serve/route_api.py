@@ -24,6 +24,11 @@ def queries(
 ) -> tuple[list[str] | None, np.ndarray | None, int]:
     """A request's texts or embeddings, checked.
 
+    Args:
+        texts: the request's texts (or None).
+        embeddings: the request's embeddings as parsed JSON (or None).
+        snap: the serving snapshot (limits, the model's dimension).
+
     Returns:
         (texts, None, n) or (None, float32 [n, embed_dim], n).
     """
@@ -127,7 +132,16 @@ def _costs(
 
 
 async def route(gw: Gateway, body: Any, arrival: Arrival) -> dict[str, Any]:
-    """Answer ``POST /v1/route`` (see docs/serving.md for the fields)."""
+    """Answer ``POST /v1/route`` (see docs/serving.md for the fields).
+
+    Args:
+        gw: the gateway.
+        body: the parsed JSON body.
+        arrival: the request's batcher announcement.
+
+    Returns:
+        ``{"llms", "p", "model"}`` (+ ``"candidates"``, ``"proba"`` when asked).
+    """
     snap = gw.snapshot
     req: RouteRequest = validate(RouteRequest, body)
     texts, x, n = queries(req.texts, req.embeddings, snap)
@@ -160,7 +174,16 @@ async def route(gw: Gateway, body: Any, arrival: Arrival) -> dict[str, Any]:
 
 
 async def predict_accuracy(gw: Gateway, body: Any, arrival: Arrival) -> dict[str, Any]:
-    """Answer ``POST /v1/predict_accuracy``: mean P(correct) per LLM (per group)."""
+    """Answer ``POST /v1/predict_accuracy``: mean P(correct) per LLM (per group).
+
+    Args:
+        gw: the gateway.
+        body: the parsed JSON body.
+        arrival: the request's batcher announcement.
+
+    Returns:
+        ``{"accuracy", "n", "model"}``.
+    """
     snap = gw.snapshot
     req: AccuracyRequest = validate(AccuracyRequest, body)
     texts, x, n = queries(req.texts, req.embeddings, snap)

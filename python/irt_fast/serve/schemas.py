@@ -56,8 +56,18 @@ class ApiError(Exception):
 
 
 def parse_json(raw: bytes) -> Any:
-    """A request body as JSON (orjson; Python's json only to explain what orjson refused, e.g.
-    a NaN, which the input checks then name)."""
+    """A request body as JSON (orjson; Python's json only for what orjson refuses, e.g. a NaN,
+    which the input checks then name).
+
+    Args:
+        raw: the body.
+
+    Returns:
+        The parsed value.
+
+    Raises:
+        ApiError: 400 when it is not JSON.
+    """
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -68,7 +78,18 @@ def parse_json(raw: bytes) -> Any:
 
 
 def validate(model: type[BaseModel], data: Any) -> Any:
-    """``model.model_validate(data)``, its first problem as a 400 naming the field."""
+    """``model.model_validate(data)``.
+
+    Args:
+        model: the request schema.
+        data: the parsed body.
+
+    Returns:
+        The validated request.
+
+    Raises:
+        ApiError: 400 naming the first field at fault.
+    """
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     try:
@@ -176,7 +197,15 @@ def model_options(model: str) -> RouteOptions | None:
 
 
 def merge_options(a: RouteOptions | None, b: RouteOptions | None) -> RouteOptions:
-    """``b``'s options over ``a``'s (the body's ``irt`` field over the model string's)."""
+    """Routing options of a chat completion, from both places they may ride.
+
+    Args:
+        a: the model string's options.
+        b: the body's ``irt`` field (wins key by key).
+
+    Returns:
+        The merged options.
+    """
     out: dict[str, Any] = {}
     for opts in (a, b):
         if opts is not None:

@@ -18,13 +18,14 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 import orjson
 
 from irt_fast.serve.config import Upstream
+from irt_fast.serve.sse import Outcome, error_event, rewrite_event, sse_events
 
 log = logging.getLogger("irt_fast.serve")
 T = TypeVar("T")
@@ -70,20 +71,6 @@ class Streaming:
     first_byte_s: float
 
 
-@dataclass
-class Outcome:
-    """What the relay learns from a stream, and the hooks it calls.
-
-    ``on_done`` gets the last ``usage`` seen (streams may repeat a running total) when the
-    stream ends, however it ends; ``on_tool_ids`` gets tool-call ids as they appear.
-    """
-
-    on_done: Callable[[dict[str, Any] | None], None]
-    on_tool_ids: Callable[[list[str]], None]
-    strip_usage: bool = False
-    usage: dict[str, Any] | None = field(default=None, init=False)
-
-
 def upstream_body(body: dict[str, Any], up: Upstream, stream: bool) -> tuple[dict[str, Any], bool]:
     """The body sent upstream: the client's, with the upstream's model id, without ``irt``,
     asking a stream for its ``usage`` (for spend) when the LLM allows it.
@@ -107,6 +94,7 @@ def upstream_body(body: dict[str, Any], up: Upstream, stream: bool) -> tuple[dic
 
 
 def headers_for(up: Upstream, stream: bool) -> dict[str, str]:
+    """The request headers of an upstream call (its key, if it has one)."""
     h = {
         "content-type": "application/json",
         "accept": "text/event-stream" if stream else "application/json",
@@ -117,7 +105,15 @@ def headers_for(up: Upstream, stream: bool) -> dict[str, str]:
 
 
 def redact(data: bytes, up: Upstream) -> bytes:
-    """``data`` with the upstream's key (if any) replaced."""
+    """An upstream's bytes with its key (if any) replaced by ``[redacted]``.
+
+    Args:
+        data: bytes that may echo the key (an error body).
+        up: the upstream.
+
+    Returns:
+        The bytes without the key.
+    """
     if up.api_key is not None:
         key = up.api_key.reveal().encode()
         if key and key in data:
@@ -126,8 +122,19 @@ def redact(data: bytes, up: Upstream) -> bytes:
 
 
 async def within(coro: Coroutine[Any, Any, T], seconds: float) -> T:
-    """``await coro``, cancelled with ``asyncio.TimeoutError`` after ``seconds`` (Python
-    3.11's ``asyncio.timeout`` runs it in this task; ``wait_for`` needs a task of its own)."""
+    """``await coro``, cancelled after ``seconds`` (Python 3.11's ``asyncio.timeout`` runs it
+    in this task; ``wait_for`` needs a task of its own).
+
+    Args:
+        coro: what to await.
+        seconds: the limit.
+
+    Returns:
+        Its result.
+
+    Raises:
+        asyncio.TimeoutError: the limit passed.
+    """
     if sys.version_info >= (3, 11):
         async with asyncio.timeout(seconds):
             return await coro
@@ -201,19 +208,6 @@ async def call_json(
     return 200, payload, elapsed
 
 
-async def _events(response: httpx.Response) -> AsyncIterator[list[str]]:
-    """Server-sent events as lists of lines (a blank line ends an event)."""
-    lines: list[str] = []
-    async for line in response.aiter_lines():
-        if line:
-            lines.append(line)
-        elif lines:
-            yield lines
-            lines = []
-    if lines:
-        yield lines
-
-
 async def open_stream(
     client: httpx.AsyncClient, up: Upstream, body: dict[str, Any], budget_s: float, read_s: float
 ) -> Streaming | Passthrough:
@@ -245,7 +239,7 @@ async def open_stream(
                 if len(data) >= MAX_ERROR_BODY:
                     break
             return Passthrough(resp.status_code, redact(data[:MAX_ERROR_BODY], up))
-        events = _events(resp)
+        events = sse_events(resp)
         try:
             first = await events.__anext__()
         except StopAsyncIteration:
@@ -275,79 +269,20 @@ async def _close(holder: list[httpx.Response]) -> None:
         await resp.aclose()
 
 
-def rewrite_event(lines: list[str], llm: str, outcome: Outcome) -> bytes | None:
-    """One SSE event with ``model`` naming the chosen LLM; None to withhold it (the usage chunk
-    the client did not ask for). Records usage and tool-call ids on the way."""
-    out: list[str] = []
-    for line in lines:
-        if not line.startswith("data:"):
-            out.append(line)
-            continue
-        data = line[5:].lstrip(" ")
-        if data.startswith("[DONE]"):
-            out.append(line)
-            continue
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            out.append(line)
-            continue
-        if isinstance(obj, dict):
-            if "model" in obj:
-                obj["model"] = llm
-            usage = obj.get("usage")
-            if isinstance(usage, dict):
-                outcome.usage = usage
-            choices = obj.get("choices")
-            ids = _delta_tool_ids(choices)
-            if ids:
-                outcome.on_tool_ids(ids)
-            if outcome.strip_usage and isinstance(usage, dict) and not choices:
-                return None
-            if outcome.strip_usage and isinstance(usage, dict):
-                obj.pop("usage", None)
-        out.append("data: " + orjson.dumps(obj).decode())
-    return ("\n".join(out) + "\n\n").encode()
-
-
-def _delta_tool_ids(choices: Any) -> list[str]:
-    ids: list[str] = []
-    if isinstance(choices, list):
-        for ch in choices:
-            calls = ch.get("delta", {}).get("tool_calls") if isinstance(ch, dict) else None
-            if isinstance(calls, list):
-                ids += [
-                    c["id"] for c in calls if isinstance(c, dict) and isinstance(c.get("id"), str)
-                ]
-    return ids
-
-
-def message_tool_ids(payload: dict[str, Any]) -> list[str]:
-    """Tool-call ids in a (non-streamed) chat completion."""
-    ids: list[str] = []
-    choices = payload.get("choices")
-    if isinstance(choices, list):
-        for ch in choices:
-            msg = ch.get("message") if isinstance(ch, dict) else None
-            calls = msg.get("tool_calls") if isinstance(msg, dict) else None
-            if isinstance(calls, list):
-                ids += [
-                    c["id"] for c in calls if isinstance(c, dict) and isinstance(c.get("id"), str)
-                ]
-    return ids
-
-
-def error_event(message: str, code: int = 502) -> bytes:
-    """The SSE event that ends a stream the upstream broke."""
-    body = {"error": {"message": message, "type": "upstream_error", "param": None, "code": code}}
-    return b"data: " + orjson.dumps(body) + b"\n\n"
-
-
 async def relay(
     s: Streaming, outcome: Outcome, on_broken: Callable[[str], None]
 ) -> AsyncIterator[bytes]:
     """The client's stream: the first event, then each upstream event as it arrives; an
-    upstream failure ends it with an error event. The upstream response is always closed."""
+    upstream failure ends it with an error event. The upstream response is always closed.
+
+    Args:
+        s: the started upstream stream.
+        outcome: usage and tool-call hooks (``on_done`` runs at the end, however it ends).
+        on_broken: called with what happened when the upstream fails midway.
+
+    Returns:
+        An async iterator of SSE events (bytes).
+    """
     try:
         first = rewrite_event(s.first, s.llm, outcome)
         if first is not None:
