@@ -1,0 +1,138 @@
+"""Server-sent events between an upstream and the client: reading the upstream's events, and
+writing each one as the client gets it (``model`` naming the chosen LLM, the usage chunk held
+back when the client did not ask for it, an error event when the upstream breaks off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+
+@dataclass
+class Outcome:
+    """What the relay learns from a stream, and the hooks it calls.
+
+    ``on_done`` gets the last ``usage`` seen (streams may repeat a running total) when the
+    stream ends, however it ends; ``on_tool_ids`` gets tool-call ids as they appear.
+    """
+
+    on_done: Callable[[dict[str, Any] | None], None]
+    on_tool_ids: Callable[[list[str]], None]
+    strip_usage: bool = False
+    usage: dict[str, Any] | None = field(default=None, init=False)
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[list[str]]:
+    """Server-sent events as lists of lines (a blank line ends an event).
+
+    Args:
+        response: a streaming upstream response.
+
+    Returns:
+        An async iterator of events.
+    """
+    lines: list[str] = []
+    async for line in response.aiter_lines():
+        if line:
+            lines.append(line)
+        elif lines:
+            yield lines
+            lines = []
+    if lines:
+        yield lines
+
+
+def rewrite_event(lines: list[str], llm: str, outcome: Outcome) -> bytes | None:
+    """One SSE event as the client gets it; records usage and tool-call ids on the way.
+
+    Args:
+        lines: the event's lines.
+        llm: the chosen LLM's name (every chunk's ``model`` becomes it).
+        outcome: where usage and tool-call ids go; whether to withhold the usage chunk.
+
+    Returns:
+        The event's bytes, or None to withhold it (the usage chunk the client did not ask for).
+    """
+    out: list[str] = []
+    for line in lines:
+        if not line.startswith("data:"):
+            out.append(line)
+            continue
+        data = line[5:].lstrip(" ")
+        if data.startswith("[DONE]"):
+            out.append(line)
+            continue
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            out.append(line)
+            continue
+        if isinstance(obj, dict):
+            if "model" in obj:
+                obj["model"] = llm
+            usage = obj.get("usage")
+            if isinstance(usage, dict):
+                outcome.usage = usage
+            choices = obj.get("choices")
+            ids = _delta_tool_ids(choices)
+            if ids:
+                outcome.on_tool_ids(ids)
+            if outcome.strip_usage and isinstance(usage, dict) and not choices:
+                return None
+            if outcome.strip_usage and isinstance(usage, dict):
+                obj.pop("usage", None)
+        out.append("data: " + orjson.dumps(obj).decode())
+    return ("\n".join(out) + "\n\n").encode()
+
+
+def _delta_tool_ids(choices: Any) -> list[str]:
+    ids: list[str] = []
+    if isinstance(choices, list):
+        for ch in choices:
+            calls = ch.get("delta", {}).get("tool_calls") if isinstance(ch, dict) else None
+            if isinstance(calls, list):
+                ids += [
+                    c["id"] for c in calls if isinstance(c, dict) and isinstance(c.get("id"), str)
+                ]
+    return ids
+
+
+def message_tool_ids(payload: dict[str, Any]) -> list[str]:
+    """Tool-call ids in a (non-streamed) chat completion.
+
+    Args:
+        payload: the completion.
+
+    Returns:
+        The ids of every tool call of every choice.
+    """
+    ids: list[str] = []
+    choices = payload.get("choices")
+    if isinstance(choices, list):
+        for ch in choices:
+            msg = ch.get("message") if isinstance(ch, dict) else None
+            calls = msg.get("tool_calls") if isinstance(msg, dict) else None
+            if isinstance(calls, list):
+                ids += [
+                    c["id"] for c in calls if isinstance(c, dict) and isinstance(c.get("id"), str)
+                ]
+    return ids
+
+
+def error_event(message: str, code: int = 502) -> bytes:
+    """The SSE event that ends a stream the upstream broke.
+
+    Args:
+        message: what happened.
+        code: the status the error carries.
+
+    Returns:
+        The event's bytes.
+    """
+    body = {"error": {"message": message, "type": "upstream_error", "param": None, "code": code}}
+    return b"data: " + orjson.dumps(body) + b"\n\n"

@@ -1,0 +1,327 @@
+"""The gateway's parts without a server: config checks, the decision rules against the engine's,
+the batcher, sessions, spend, model-string options and the stream rewriting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("prometheus_client")
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from test_engine_fixtures import config, write  # noqa: E402
+
+import irt_fast  # noqa: E402
+from irt_fast.errors import InputError  # noqa: E402
+from irt_fast.serve.chat import route_text  # noqa: E402
+from irt_fast.serve.config import Secret, load_config, validate_config  # noqa: E402
+from irt_fast.serve.routing import Batcher, Rule, choose, rank  # noqa: E402
+from irt_fast.serve.schemas import (  # noqa: E402
+    ApiError,
+    ChatMessage,
+    RouteOptions,
+    merge_options,
+    model_options,
+)
+from irt_fast.serve.sessions import SessionStore  # noqa: E402
+from irt_fast.serve.spend import SpendBook  # noqa: E402
+from irt_fast.serve.sse import Outcome, rewrite_event  # noqa: E402
+from irt_fast.serve.upstream import redact, upstream_body  # noqa: E402
+
+NAMES = ["llm-0", "llm-1", "llm-2", "llm-3"]
+ENV = {"K0": "sk-zero-SECRET", "K1": "sk-one-SECRET", "TOKS": "t1, t2"}
+GOOD = """
+[routing]
+margin = 0.02
+route_on = "conversation"
+[server]
+batch_window_ms = 1
+max_fallbacks = 1
+[auth]
+api_keys_env = "TOKS"
+[llms."llm-0"]
+base_url = "https://example.invalid/v1/"
+api_key_env = "K0"
+model = "big-0613"
+input_per_mtok = 30.0
+output_per_mtok = 60.0
+budget_usd = 10.0
+[llms."llm-2"]
+base_url = "http://127.0.0.1:9/v1"
+cost_per_query = 0.002
+"""
+
+
+def _cfg(tmp_path: Path, text: str, env: dict[str, str] | None = None):
+    p = tmp_path / "router.toml"
+    p.write_text(text)
+    return load_config(p, NAMES, ENV if env is None else env)
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+def test_good_config_resolves(tmp_path):
+    c = _cfg(tmp_path, GOOD)
+    assert c.candidates == ("llm-0", "llm-2")
+    up = c.upstreams["llm-0"]
+    assert up.url == "https://example.invalid/v1/chat/completions"
+    assert up.model_id == "big-0613" and c.upstreams["llm-2"].model_id == "llm-2"
+    assert up.api_key is not None and up.api_key.reveal() == "sk-zero-SECRET"
+    assert [t.reveal() for t in c.tokens] == ["t1", "t2"]
+    assert c.attempt_timeout_s == pytest.approx(30.0)  # 60 s shared by 1 + 1 attempts
+    # dollars: 1000 prompt tokens + the expected 300 output tokens
+    assert up.expected_cost(1000) == pytest.approx((1000 * 30 + 300 * 60) / 1e6)
+    assert up.cost_of({"prompt_tokens": 10, "completion_tokens": 20}) == pytest.approx(1.5e-3)
+    assert up.cost_of({"prompt_tokens": "x"}) == 0.0 and up.cost_of(None) == 0.0
+    for text in (repr(c), str(c.upstreams), repr(up.api_key)):
+        assert "SECRET" not in text and "t1" not in text
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (("margin = 0.02", "lamb = 0.02"), "[routing] lamb: unknown key"),
+        (("[server]", "[sever]"), "unknown section [sever]"),
+        (('[llms."llm-2"]', '[llms."gpt-9"]'), "no LLM named 'gpt-9'"),
+        (('api_key_env = "K0"', 'api_key_env = "NOT_SET_ANYWHERE"'), "NOT_SET_ANYWHERE is not set"),
+        (('api_keys_env = "TOKS"', 'api_keys_env = "NO_TOKENS"'), "NO_TOKENS is not set"),
+        (("max_fallbacks = 1", "max_fallbacks = -1"), "[server] max_fallbacks"),
+        (("max_fallbacks = 1", 'max_fallbacks = "two"'), "[server] max_fallbacks"),
+        (("margin = 0.02", "margin = 0.02\nlam = 1.0"), "set lam or margin, not both"),
+        (('route_on = "conversation"', 'route_on = "everything"'), "[routing] route_on"),
+        (("cost_per_query = 0.002", "model = 'x'"), "[routing] margin trades accuracy"),
+        (("https://example.invalid/v1/", "ftp://example.invalid"), "base_url: Value error"),
+        (
+            ("https://example.invalid/v1/", "https://u:pw@example.invalid"),
+            "must not carry credentials",
+        ),
+        (("cost_per_query = 0.002", "cost_per_query = 0.002\ninput_per_mtok = 1.0"), "not both"),
+        (("batch_window_ms = 1", "batch_window_ms = 1\n[routing]"), "not a valid TOML"),
+    ],
+)
+def test_bad_config_names_the_problem(tmp_path, change, expected):
+    with pytest.raises(InputError) as e:
+        _cfg(tmp_path, GOOD.replace(*change))
+    assert expected in str(e.value)
+    assert "SECRET" not in str(e.value)
+
+
+def test_config_candidates_need_upstreams_and_budgets_need_prices(tmp_path):
+    with pytest.raises(InputError, match=r"'llm-1' has no \[llms.\"llm-1\"\] upstream"):
+        _cfg(tmp_path, GOOD.replace('route_on = "conversation"', 'candidates = ["llm-1"]'))
+    text = GOOD.replace("margin = 0.02", "").replace("cost_per_query = 0.002", "budget_usd = 1.0")
+    with pytest.raises(InputError, match="budget_usd needs prices"):
+        _cfg(tmp_path, text)
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "absent.toml", NAMES, ENV)
+    with pytest.raises(InputError, match="must be a table"):
+        validate_config([1, 2])  # type: ignore[arg-type]
+    assert "SECRET" not in repr(Secret("SECRET"))
+
+
+# ---------------------------------------------------------------------------------- decision
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    p = write(tmp_path_factory.mktemp("m") / "m.safetensors", config(n_llms=4))
+    return irt_fast.load(p, threads=1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    rule=st.sampled_from(["best", "penalty", "within_best"]),
+    param=st.sampled_from([0.0, 0.01, 0.1, 0.5, 3.0]),
+    k=st.integers(1, 4),
+    tie_costs=st.booleans(),
+)
+def test_decision_matches_the_engine(small_model, seed, rule, param, k, tie_costs):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((7, small_model.embed_dim)).astype(np.float32)
+    cands = [NAMES[i] for i in rng.permutation(4)[:k]]
+    cost = rng.choice([0.1, 0.5], k) if tie_costs else rng.uniform(0, 1, k)
+    kw = {}
+    if rule == "penalty":
+        kw = {"cost": cost.tolist(), "lam": param}
+    elif rule == "within_best":
+        kw = {"cost": cost.tolist(), "margin": param}
+    want = small_model.route(x, candidates=cands, **kw)
+    p = small_model.predict_proba(x)[:, [NAMES.index(c) for c in cands]]
+    r = Rule(rule, param)
+    c = np.asarray(cost, np.float32) if rule != "best" else None
+    got = choose(p, c, r)
+    assert [cands[i] for i in got] == want.names
+    for row in range(len(x)):
+        order = rank(p[row], c, r)
+        assert order[0] == got[row] and sorted(order) == list(range(k))
+        # fallbacks: the same rule over the candidates left
+        if k > 1:
+            rest = [j for j in range(k) if j != order[0]]
+            sub = choose(p[row : row + 1, rest], None if c is None else c[rest], r)[0]
+            assert rest[sub] == order[1]
+
+
+def test_rank_limit_and_ties():
+    p = np.array([0.9, 0.85, 0.5, 0.9], np.float32)
+    assert rank(p, None, Rule()) == [0, 3, 1, 2]  # ties: the earlier candidate first
+    assert rank(p, None, Rule(), limit=2) == [0, 3]
+    cost = np.array([10, 1, 0.1, 10], np.float32)
+    assert rank(p, cost, Rule("within_best", 0.1)) == [1, 0, 3, 2]
+
+
+# ----------------------------------------------------------------------------------- batcher
+
+
+class CountingScorer:
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return np.array([[float(len(t))] for t in texts], np.float32)
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        self.calls.append(len(x))
+        return np.concatenate([x, 2 * x], axis=1)
+
+
+def test_batcher_batches_concurrent_requests_and_keeps_each_rows():
+    async def main(window_ms: float) -> tuple[list[np.ndarray], list[int]]:
+        scorer = CountingScorer()
+        with ThreadPoolExecutor(2) as ex:
+            b = Batcher(window_ms, 64, ex)
+            arrivals = [b.arrival() for _ in range(20)]
+            jobs = [
+                b.submit(scorer, texts=["x" * (i + 1)] * (1 + i % 3), arrival=a)
+                if i % 2
+                else b.submit(scorer, x=np.full((2, 1), i, np.float32), arrival=a)
+                for i, a in enumerate(arrivals)
+            ]
+            out = await asyncio.gather(*jobs)
+            await b.close()
+        return out, scorer.calls
+
+    for window in (50.0, 0.0):
+        out, calls = asyncio.run(main(window))
+        for i, rows in enumerate(out):
+            want = np.full((1 + i % 3, 1), i + 1.0) if i % 2 else np.full((2, 1), float(i))
+            np.testing.assert_array_equal(rows, np.concatenate([want, 2 * want], 1))
+        if window:
+            assert len(calls) < 20 and sum(calls) == sum(len(r) for r in out)
+        else:
+            assert len(calls) == 20  # batching off: every request alone
+
+
+def test_lone_request_does_not_wait_for_the_window():
+    async def main() -> np.ndarray:
+        with ThreadPoolExecutor(1) as ex:
+            b = Batcher(600_000.0, 64, ex)  # a 10-minute window: waiting for it would hang
+            rows = await asyncio.wait_for(b.submit(CountingScorer(), texts=["a"]), 60)
+            await b.close()
+            return rows
+
+    np.testing.assert_array_equal(asyncio.run(main()), [[1.0, 2.0]])
+
+
+# --------------------------------------------------------------------- sessions and spend
+
+
+def test_sessions_lru_and_ttl():
+    now = [0.0]
+    s = SessionStore(3, 10.0, clock=lambda: now[0])
+    s.put(["a", "b"], "x")
+    s.put(["c"], "y")
+    assert s.get("a") == "x"  # a is now the most recent
+    s.put(["d"], "z")  # over the bound: b (least recent) goes
+    assert s.get("b") is None and len(s) == 3
+    now[0] = 9.0
+    assert s.get("c") == "y"  # refreshed: lives until 19
+    now[0] = 15.0
+    assert s.get("a") is None and s.get("c") == "y"
+    s.configure(1, 10.0)
+    assert len(s) == 1
+
+
+def test_spend_and_budget_shares(tmp_path):
+    c = _cfg(tmp_path, GOOD)
+    up = c.upstreams["llm-0"]
+    book = SpendBook(workers=2)
+    assert book.share(up) == 5.0 and not book.exhausted(up)
+    book.add("llm-0", 4.0)
+    book.add("llm-0", float("nan"))
+    book.add("llm-0", -3.0)
+    assert book.spent("llm-0") == 4.0
+    book.add("llm-0", 1.0)
+    assert book.exhausted(up)
+    assert book.available(["llm-0", "llm-2", "llm-3"], c.upstreams) == ["llm-2"]
+
+
+# ---------------------------------------------------------------- options and chat helpers
+
+
+def test_model_string_options():
+    assert model_options("gpt-4") is None
+    assert model_options("irt-router") == RouteOptions()
+    o = model_options("irt-router:lam=0.01,candidates=a|b,route_on=conversation")
+    assert o == RouteOptions(lam=0.01, candidates=["a", "b"], route_on="conversation")
+    for bad in ("irt-router:lamb=1", "irt-router:lam=x", "irt-router:lam", "irt-router:lam=-1"):
+        with pytest.raises(ApiError) as e:
+            model_options(bad)
+        assert e.value.status == 400
+    with pytest.raises(ApiError, match="not both"):
+        merge_options(RouteOptions(lam=1.0), RouteOptions(margin=0.1))
+    assert merge_options(RouteOptions(lam=1.0), RouteOptions(lam=2.0)).lam == 2.0
+
+
+def test_route_text():
+    msgs = [
+        ChatMessage(role="system", content="be brief"),
+        ChatMessage(role="user", content="first question"),
+        ChatMessage(role="assistant", content="answer"),
+        ChatMessage(
+            role="user", content=[{"type": "text", "text": "second"}, {"type": "image_url"}]
+        ),
+    ]
+    assert route_text(msgs, "last_user", 100) == "second"
+    assert route_text(msgs, "conversation", 100) == "first question\nsecond"
+    assert route_text(msgs, "conversation", 9) == "on\nsecond"  # the most recent part is kept
+    with pytest.raises(ApiError):
+        route_text(msgs[:1], "last_user", 100)
+
+
+def test_stream_events_name_the_llm_and_record_usage(tmp_path):
+    seen: dict[str, object] = {}
+    out = Outcome(on_done=lambda u: seen.update(done=u), on_tool_ids=lambda i: seen.update(ids=i))
+    out.strip_usage = True
+    chunk = {"model": "upstream-id", "choices": [{"delta": {"tool_calls": [{"id": "call_1"}]}}]}
+    got = rewrite_event(["data: " + json.dumps(chunk)], "strong", out)
+    assert got is not None and json.loads(got.decode()[6:])["model"] == "strong"
+    assert seen["ids"] == ["call_1"]
+    usage_only = {"model": "m", "choices": [], "usage": {"prompt_tokens": 3}}
+    assert rewrite_event(["data: " + json.dumps(usage_only)], "strong", out) is None
+    assert out.usage == {"prompt_tokens": 3}
+    assert rewrite_event(["data: [DONE]"], "s", out) == b"data: [DONE]\n\n"
+    assert (
+        rewrite_event([": keep-alive", "data: not json"], "s", out)
+        == b": keep-alive\ndata: not json\n\n"
+    )
+
+
+def test_upstream_body_and_redaction(tmp_path):
+    c = _cfg(tmp_path, GOOD)
+    up = c.upstreams["llm-0"]
+    body = {"model": "irt-router", "irt": {"lam": 1}, "messages": [], "stream": True}
+    out, strip = upstream_body(body, up, stream=True)
+    assert out["model"] == "big-0613" and "irt" not in out and strip
+    assert out["stream_options"] == {"include_usage": True} and "stream_options" not in body
+    body["stream_options"] = {"include_usage": True}
+    assert upstream_body(body, up, stream=True)[1] is False
+    assert redact(b'{"m": "bad key sk-zero-SECRET"}', up) == b'{"m": "bad key [redacted]"}'
