@@ -1,6 +1,6 @@
 """The per-query output columns, as Arrow arrays built without a Python loop over rows:
 
-- ``llm``: the routed LLM's name (dictionary-encoded: an index into the model's names);
+- ``llm``: the routed LLM's name;
 - ``proba``: that LLM's P(correct), float32;
 - ``proba_all``: P(correct) of every LLM, a fixed-size list of float32 in ``llm_names`` order
   (the names are in the Parquet file's metadata under ``irt_fast.llm_names``).
@@ -27,13 +27,11 @@ def routed(names: list[str], indices: np.ndarray, proba: np.ndarray) -> dict[str
         proba: the chosen LLM's P per query.
 
     Returns:
-        ``{"llm": DictionaryArray, "proba": FloatArray}``.
+        ``{"llm": StringArray, "proba": FloatArray}``.
     """
     import pyarrow as pa
 
-    llm = pa.DictionaryArray.from_arrays(
-        pa.array(indices.astype(np.int32, copy=False)), pa.array(names, pa.string())
-    )
+    llm = pa.array(names, pa.string()).take(pa.array(indices.astype(np.int64, copy=False)))
     return {LLM: llm, PROBA: pa.array(np.asarray(proba, dtype=np.float32))}
 
 

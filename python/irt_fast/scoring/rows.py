@@ -77,7 +77,7 @@ def shifted(exc: DataError, offset: int) -> DataError:
         row = int(m.group(1)) + offset
         return f"row {row}" + (f" (line {int(m.group(3)) + offset})" if m.group(2) else "")
 
-    return DataError(_ROW.sub(move, str(exc), count=1))
+    return DataError(_ROW.sub(move, str(exc)))
 
 
 def query_ids(frame: pl.DataFrame, file: Path, *, as_str: bool | None) -> pl.Series:

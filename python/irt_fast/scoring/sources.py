@@ -145,11 +145,12 @@ def _fmt(path: Path) -> str | None:
 
 
 def _parquet_file(file: Path) -> Any:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         return pq.ParquetFile(file, pre_buffer=False, buffer_size=PARQUET_BUFFER)
-    except OSError as e:
+    except (OSError, pa.ArrowException) as e:
         if not file.exists():
             raise
         raise DataError(f"{file}: cannot be read as parquet: {e}") from e
@@ -180,11 +181,13 @@ def _require(file: Path, names: list[str], required: list[str]) -> None:
 
 
 def _parquet(file: Path, columns: list[str], batch: int) -> Iterator[pl.DataFrame]:
+    import pyarrow as pa
+
     pf = _parquet_file(file)
     try:
         for rb in pf.iter_batches(batch_size=batch, columns=columns, use_threads=False):
             yield pl.from_arrow(rb)  # type: ignore[misc]
-    except OSError as e:  # pyarrow reports corrupt pages as OSError
+    except (OSError, pa.ArrowException) as e:  # corrupt pages, bad encodings
         raise DataError(f"{file}: cannot be read as parquet: {e}") from e
 
 

@@ -131,3 +131,29 @@ class GroupSums:
         cols["accuracy"] = acc.ravel()
         cols["n"] = np.repeat(self.counts, n)
         return pl.DataFrame(cols)
+
+    def to_arrow(self) -> Any:
+        """The state as rows ``group, n, sums`` (a pyarrow Table; ``sums`` a list of float64 per
+        group), for shipping partial sums between processes; see :meth:`from_arrow`."""
+        import pyarrow as pa
+
+        return pa.table(
+            {
+                "group": pa.array(list(self.index)),
+                "n": pa.array(self.counts),
+                "sums": pa.FixedSizeListArray.from_arrays(pa.array(self.sums.ravel()), self.n_llms),
+            }
+        )
+
+    @classmethod
+    def from_arrow(cls, table: Any, n_llms: int) -> GroupSums:
+        """The GroupSums written by :meth:`to_arrow` (rows of one label are added together)."""
+        out = cls(n_llms)
+        sums = np.asarray(table.column("sums").combine_chunks().flatten(), dtype=np.float64)
+        sums = sums.reshape(table.num_rows, n_llms)
+        counts = np.asarray(table.column("n"), dtype=np.int64)
+        for i, label in enumerate(table.column("group").to_pylist()):
+            g = out._register(label)
+            out._sums[g] += sums[i]
+            out._counts[g] += counts[i]
+        return out
