@@ -67,14 +67,18 @@ def run(args: argparse.Namespace) -> int:
         caught.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    try:  # SIGTERM (a scheduler stopping the job) cleans up like Ctrl-C
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: signals cannot be caught here
+        previous = None
     try:
         print(score(args))
     except KeyboardInterrupt:
         print("interrupted: no output written", file=sys.stderr)
         return EXIT_SIGNAL[signal.Signals(caught[0]) if caught else signal.SIGINT]
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -60,7 +60,7 @@ def layout(file: Path, columns: list[str], *, ids: bool, group: str | None) -> L
     missing = [c for c in ([ID] if ids else []) + ([group] if group else []) if c not in columns]
     if query is None:
         missing.append("embedding or text")
-    if missing:
+    if missing or query is None:
         raise DataError(
             f"{file}: missing column(s) {', '.join(repr(c) for c in missing)} "
             f"(found: {', '.join(columns) or 'none'})"

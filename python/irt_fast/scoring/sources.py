@@ -104,10 +104,10 @@ def open_source(spec: str | os.PathLike[str]) -> Source:
             raise FileNotFoundError(f"no file matches {text!r}")
     else:
         raise FileNotFoundError(f"queries file not found: {path}")
-    fmts = {_fmt(f) for f in files}
     unknown = [f for f in files if _fmt(f) is None]
     if unknown:
         raise DataError(f"{unknown[0]}: unsupported format (use .parquet, .csv or .jsonl)")
+    fmts = {_fmt(f) or "" for f in files}
     if len(fmts) > 1:
         raise DataError(f"{text}: the files mix formats ({', '.join(sorted(fmts))}); keep one")
     fmt = fmts.pop()
