@@ -73,8 +73,18 @@ def engine(model_path: str, rows: int) -> dict:
         "rows": done,
         "seconds": dt,
         "kernel": m._engine.kernel,
-        "macs": m._engine.macs_per_query,
+        "macs": active_macs(m.config),
     }
+
+
+def active_macs(c: dict) -> int:
+    """Multiply-adds per query that a top-k IrtNet computes: the gate, the shared and the k
+    selected experts, the heads and one score per LLM (the engine's ``macs_per_query`` counts
+    every expert)."""
+    dm, h, o, d, n = c["embed_dim"], c["hidden_dim"], c["expert_dim"], c["d"], c["n_llms"]
+    routed = c["n_routed"]
+    k = min(c.get("top_k") or routed, routed)
+    return dm * routed + (c["n_shared"] + k) * (dm * h + h * o) + o * (d + 1) + d * n
 
 
 def wide(out_dir: str, n_llms: int) -> dict:

@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--row-group", type=int, default=131_072, help="input Parquet row group")
     ap.add_argument("--model", choices=("top2", "dense"), default="top2")
     ap.add_argument("--engine-rows", type=int, default=262_144, help="rows for engine-alone")
-    ap.add_argument("--wide-llms", type=int, default=10_000, help="engine alone at N LLMs (0: no)")
+    ap.add_argument("--wide-llms", type=int, default=10_000, help="models of N LLMs (0: none)")
+    ap.add_argument(
+        "--wide-rows", type=int, default=1_000_000, help="CLI rows with the N-LLM model"
+    )
     ap.add_argument("--ray-rows", type=int, default=1_000_000, help="0: no Ray Data part")
     ap.add_argument("--ray-batches", default="1024,4096,16384,65536")
     ap.add_argument("--tmp", default=tempfile.gettempdir(), help="where the input is written")
@@ -128,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         cli = run_cli(models[a.model], src, work / "routed.parquet", ["--route"])
         (work / "routed.parquet").unlink()
         src.unlink()
+        cli_wide = None
+        if a.wide_llms and a.wide_rows:
+            wide_src = work / "wide_queries.parquet"
+            child(["gen", str(wide_src), str(a.wide_rows), str(a.row_group), "2"])
+            log(f"irt-fast score --route, {a.wide_llms:,} LLMs, {a.wide_rows:,} rows ...")
+            cli_wide = run_cli(wide[a.model], wide_src, work / "wide.parquet", ["--route"])
+            wide_src.unlink()
         ray_res = None
         if a.ray_rows:
             ray_src = work / "ray_queries.parquet"
@@ -142,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     log("yardsticks (after) ...")
     info["yard_after"] = run_contender(["yardsticks"])
     info["load_end"] = os.getloadavg()[0]
-    report = render(info, a, eng, cli, ray_res)
+    report = render(info, a, eng, cli, cli_wide, ray_res)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(report)
     print(report)
@@ -150,7 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(info: dict, a: argparse.Namespace, eng: dict, cli: dict, ray_res: dict | None) -> str:
+def render(
+    info: dict,
+    a: argparse.Namespace,
+    eng: dict,
+    cli: dict,
+    cli_wide: dict | None,
+    ray_res: dict | None,
+) -> str:
     y0, y1 = info["yard_before"], info["yard_after"]
     moved = {k: abs(y1[k] / y0[k] - 1) for k in y0 if k in y1 and y0[k] > 0 and "error" not in y0}
     busy = [f"load average {info['load_start']:.2f} ≥ 0.5 at the start"] * (
@@ -195,10 +212,17 @@ def render(info: dict, a: argparse.Namespace, eng: dict, cli: dict, ray_res: dic
         f"| `irt-fast score --route` ({a.model}), Parquet → Parquet | {a.rows:,} | "
         f"{cli['seconds']:.1f} s | {cli_rate:,.0f} | {cli['peak_rss_mb']:,.0f} MB |"
     )
+    if cli_wide is not None:
+        lines.append(
+            f"| `irt-fast score --route` ({a.model}, {a.wide_llms:,} LLMs), Parquet → Parquet | "
+            f"{a.wide_rows:,} | {cli_wide['seconds']:.1f} s | "
+            f"{a.wide_rows / cli_wide['seconds']:,.0f} | {cli_wide['peak_rss_mb']:,.0f} MB |"
+        )
     derived = [
         f"- the CLI's own cost beyond the engine (read, decode, check, write): "
         f"{overhead_us:.1f} µs per row ({overhead_us * e[a.model] / 1e6:.0%} of the engine's "
-        "time per row)."
+        "time per row); its output: "
+        f"{cli['out_bytes'] / a.rows:.1f} bytes per row (query_id, llm, proba)."
     ]
     if ray_res and "error" not in ray_res:
         runs = {int(b): t for b, t in ray_res["runs"].items()}
