@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -214,7 +214,6 @@ class _Run:
 
         per_query = self.route_kw is not None or self.proba
         writer = None
-        as_str: bool | None = None
         bar = tqdm(
             total=self.src.rows,
             unit="row",
@@ -223,10 +222,8 @@ class _Run:
             disable=not self.progress,
         )
         try:
-            for b in batches(self.src, self.lay.columns, self.size):
-                ids, q, labels = self._checked(b, as_str)
-                if ids is not None:
-                    as_str = ids.dtype == pl.String
+            for b, ids, x, labels in self._checked_batches():
+                q = self.model._queries(x, self.embedder)
                 table = self._score(ids, q, labels)
                 if per_query:
                     if writer is None:
@@ -250,19 +247,22 @@ class _Run:
         if self.sums is not None:
             self.sums.frame(self.model.llm_names).write_parquet(tmps[-1])
 
-    def _checked(
-        self, b: Any, as_str: bool | None
-    ) -> tuple[pl.Series | None, np.ndarray, pl.Series | None]:
-        try:
-            ids = rows.query_ids(b.frame, b.file, as_str=as_str) if self.lay.ids else None
-            if self.lay.query == rows.EMBEDDING:
-                x: Any = rows.embeddings(b.frame, b.file, self.model.embed_dim)
-            else:
-                x = rows.texts(b.frame, b.file)
-            labels = rows.labels(b.frame, b.file, self.lay.group) if self.lay.group else None
-        except DataError as e:
-            raise rows.shifted(e, b.offset) from None
-        return ids, self.model._queries(x, self.embedder), labels
+    def _checked_batches(self) -> Iterator[tuple[Any, pl.Series | None, Any, pl.Series | None]]:
+        """(batch, ids, embeddings or texts, labels) per batch, checked."""
+        as_str: bool | None = None
+        for b in batches(self.src, self.lay.columns, self.size):
+            try:
+                ids = rows.query_ids(b.frame, b.file, as_str=as_str) if self.lay.ids else None
+                if self.lay.query == rows.EMBEDDING:
+                    x: Any = rows.embeddings(b.frame, b.file, self.model.embed_dim)
+                else:
+                    x = rows.texts(b.frame, b.file)
+                labels = rows.labels(b.frame, b.file, self.lay.group) if self.lay.group else None
+            except DataError as e:
+                raise rows.shifted(e, b.offset) from None
+            if ids is not None:
+                as_str = ids.dtype == pl.String  # later batches keep the first batch's id type
+            yield b, ids, x, labels
 
     def _score(self, ids: pl.Series | None, q: np.ndarray, labels: pl.Series | None) -> Any:
         import pyarrow as pa
