@@ -121,6 +121,18 @@ def test_route_proba_and_group_accuracy_in_one_pass(model_path, model, data, tmp
     np.testing.assert_allclose(table["accuracy"], ref["accuracy"], rtol=0, atol=1e-9)
 
 
+def test_proba_batches_hold_a_bounded_block_of_p(model, data, tmp_path, monkeypatch) -> None:
+    import irt_fast.scoring.stream as stream
+
+    src = write_input(data, tmp_path / "q.parquet")
+    # as if the pool were large: 500 rows × 6 LLMs × 4 bytes of P per batch
+    monkeypatch.setattr(stream, "PROBA_BLOCK_BYTES", 500 * model.n_llms * 4)
+    score(model, src, tmp_path / "p.parquet", proba=True)
+    assert pq.ParquetFile(tmp_path / "p.parquet").num_row_groups == math.ceil(N / 500)
+    score(model, src, tmp_path / "r.parquet")  # routes only: the usual batch
+    assert pq.ParquetFile(tmp_path / "r.parquet").num_row_groups == 1
+
+
 def test_group_table_alone_from_the_engine_sums(model_path, model, data, tmp_path) -> None:
     src = write_input(data, tmp_path / "q.jsonl")
     out = tmp_path / "acc.parquet"

@@ -52,7 +52,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--embedder", help="embedder id or local directory for text queries")
     p.add_argument(
-        "--batch", type=int, help="rows per batch (default 16384 Parquet, 4096 CSV/JSONL)"
+        "--batch",
+        type=int,
+        help="rows per batch (default 16384 Parquet, 4096 CSV/JSONL; with --proba, at most "
+        "64 MB of probabilities)",
     )
     p.add_argument("--threads", type=int, help="engine threads (default: every core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

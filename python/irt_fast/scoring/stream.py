@@ -36,6 +36,9 @@ DEFAULT_BATCH = 16384
 #: Rows per batch for CSV/JSONL: a 768-d embedding written as text is ~15 KB a row, and parsing
 #: it takes several times that, so text formats use smaller batches for the same memory.
 TEXT_FORMAT_BATCH = 4096
+#: With ``proba``, the default batch also keeps its P block ``[batch, n_llms]`` float32 under
+#: this many bytes (10⁴ LLMs: 1,677 rows a batch instead of 16,384 and 655 MB).
+PROBA_BLOCK_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,8 @@ def score(
         accuracy_out: where the accuracy table goes when per-query output is written too.
         candidates, cost, lam, margin: the routing rule, as in ``Model.route``.
         embedder: embedder name or path for text input (default: the model's).
-        batch: rows per batch (default 16,384 for Parquet, 4,096 for CSV/JSONL); memory grows
-            with it, not with the input.
+        batch: rows per batch (default 16,384 for Parquet, 4,096 for CSV/JSONL, and with
+            ``proba`` at most 64 MB of P per batch); memory grows with it, not with the input.
         progress: show a progress bar (rows and rows/s) on stderr.
 
     Returns:
@@ -128,7 +131,10 @@ def score(
     src = open_source(queries)
     _refuse_overwriting_input(src, [out, accuracy_out])
     lay = rows.layout(src.files[0], src.columns, ids=per_query, group=group_col)
-    size = size or (DEFAULT_BATCH if src.fmt == "parquet" else TEXT_FORMAT_BATCH)
+    if size is None:
+        size = DEFAULT_BATCH if src.fmt == "parquet" else TEXT_FORMAT_BATCH
+        if proba:
+            size = min(size, max(256, PROBA_BLOCK_BYTES // (4 * model.n_llms)))
     run = _Run(model, src, lay, size, route_kw if route else None, proba, embedder, progress)
     targets = [Path(out)] if per_query else []
     if table_out is not None:
