@@ -3,7 +3,7 @@ CSV or JSONL, each batch a polars DataFrame of at most ``batch`` rows, so memory
 by the batch, never by the input.
 
 Which reader, and why (measured on 10⁶ rows of 768-d float32 embeddings, 3 GB of Parquet in
-262,144-row row groups, which is what ``polars.write_parquet`` writes by default):
+262,144-row row groups; writers' row groups vary, and a reader must not hold one whole):
 ``pyarrow.parquet.ParquetFile(pre_buffer=False, buffer_size=1 MiB).iter_batches`` peaked at
 0.38 GB RSS; polars' ``scan_parquet(...).collect_batches`` at 2.4 GB and a ``pyarrow.dataset``
 scan at 3.0 GB, because both hold whole row groups (800 MB each here) and read ahead. The
