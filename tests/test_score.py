@@ -177,7 +177,9 @@ def test_glob_and_directory_inputs(model_path, model, data, tmp_path) -> None:
     check_routes(tmp_path / "api.parquet", model, data)
 
 
-def test_text_queries_with_an_offline_embedder(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model whose embedder is the built static m2v-mpnet-256 (skips when it is not built)."""
     from irt_fast import models
 
     try:
@@ -188,12 +190,16 @@ def test_text_queries_with_an_offline_embedder(tmp_path) -> None:
         pytest.skip("m2v-mpnet-256 is not built: python -m irt_fast models setup")
     pytest.importorskip("tokenizers")
     cfg = config(embed_dim=256, n_llms=3)
-    path = write(
-        tmp_path / "t.safetensors",
+    return write(
+        tmp_path_factory.mktemp("text") / "t.safetensors",
         cfg,
         random_tensors(cfg, 2),
         embedder=json.dumps({"name": "m2v-mpnet-256", "dim": 256, "normalize": True}),
     )
+
+
+def test_text_queries_with_an_offline_embedder(text_model, tmp_path) -> None:
+    path = text_model
     m = irt_fast.load(path)
     texts = [f"question {i}: what is {i} times {i % 7}?" for i in range(300)]
     df = pl.DataFrame({"query_id": range(300), "text": texts})
@@ -205,6 +211,25 @@ def test_text_queries_with_an_offline_embedder(tmp_path) -> None:
     want = m.route(texts)
     assert got["llm"].to_list() == want.names
     np.testing.assert_allclose(got["proba"].to_numpy(), want.proba, rtol=0, atol=1e-6)
+
+
+def test_arrow_scorer_on_texts(text_model) -> None:
+    """The Arrow batch scorer behind Ray Data and Spark takes a text column too."""
+    import pyarrow as pa
+
+    from irt_fast.scoring.arrow import Scorer
+
+    texts = [f"which planet is number {i} from the sun?" for i in range(40)]
+    out = Scorer(str(text_model), proba=True)(pa.table({"query_id": range(40), "text": texts}))
+    assert out.column_names == ["query_id", "llm", "proba", "proba_all"]
+    m = irt_fast.load(text_model)
+    assert out.column("llm").to_pylist() == m.route(texts).names
+    np.testing.assert_allclose(
+        np.stack(out.column("proba_all").to_numpy(zero_copy_only=False)),
+        m.predict_proba(texts),
+        rtol=0,
+        atol=1e-6,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
