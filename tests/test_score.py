@@ -266,6 +266,34 @@ def test_interrupted_run_leaves_no_output(
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
+def test_sigterm_to_a_real_process_leaves_no_output(model_path, tmp_path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    rng = np.random.default_rng(7)
+    n = 200_000  # in batches of 50: thousands of batches, seconds of work
+    x = rng.standard_normal((n, D)).astype(np.float32)
+    src = tmp_path / "q.parquet"
+    pl.DataFrame({"query_id": np.arange(n), "embedding": x}).write_parquet(src)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    cmd = [sys.executable, "-m", "irt_fast", "score", "--model", str(model_path)]
+    cmd += ["--queries", str(src), "--out", str(out_dir / "s.parquet"), "--batch", "50"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while p.poll() is None and not any(out_dir.iterdir()):  # the temporary file is there
+            time.sleep(0.01)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 143, err
+    assert "interrupted: no output written" in err
+    assert list(out_dir.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------------------------
 # bad input: exit 2, a message, nothing written
 
