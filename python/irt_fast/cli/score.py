@@ -54,7 +54,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--batch",
         type=int,
-        help="rows per batch (default 16384 Parquet, 4096 CSV/JSONL; with --proba, at most "
+        help="rows per batch (default 16384 Parquet, 1024 CSV/JSONL; with --proba, at most "
         "64 MB of probabilities)",
     )
     p.add_argument("--threads", type=int, help="engine threads (default: every core)")
