@@ -180,14 +180,14 @@ def test_glob_and_directory_inputs(model_path, model, data, tmp_path) -> None:
 @pytest.fixture(scope="module")
 def text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model whose embedder is the built static m2v-mpnet-256 (skips when it is not built)."""
-    from irt_fast import models
+    from irt_fast import embedders
 
     try:
-        built = models.kind_of(models.resolve("m2v-mpnet-256")) is not None
+        built = embedders.kind_of(embedders.local_dir("m2v-mpnet-256")) is not None
     except irt_fast.EmbedderError:
         built = False
     if not built:
-        pytest.skip("m2v-mpnet-256 is not built: python -m irt_fast models setup")
+        pytest.skip("m2v-mpnet-256 is not built: irt-fast models setup")
     pytest.importorskip("tokenizers")
     cfg = config(embed_dim=256, n_llms=3)
     return write(
