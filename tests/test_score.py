@@ -172,6 +172,8 @@ def test_glob_and_directory_inputs(model_path, model, data, tmp_path) -> None:
     out2 = tmp_path / "glob.parquet"
     assert run("score", "--model", model_path, "--queries", parts / "*.parquet", "--out", out2) == 0
     check_routes(out2, model, data[:2200])
+    with pytest.raises(irt_fast.InputError, match="nothing to compute"):
+        score(model, parts, tmp_path / "none.parquet", route=False)
     summary = score(model, str(parts / "**" / "*.parquet"), tmp_path / "api.parquet", batch=512)
     assert summary.rows == N and summary.out == tmp_path / "api.parquet"
     check_routes(tmp_path / "api.parquet", model, data)

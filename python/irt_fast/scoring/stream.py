@@ -120,6 +120,8 @@ def score(
     if route is None:
         route = not proba and group_col is None
     per_query = route or proba
+    if not per_query and group_col is None:
+        raise InputError("nothing to compute: pass route=True, proba=True or a group_col")
     table_out = _outputs(out, accuracy_out, per_query=per_query, group_col=group_col)
     size = None if batch is None else inputs.positive_int("batch", batch)
     route_kw: dict[str, Any] = {}
