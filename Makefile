@@ -2,7 +2,7 @@
 # Every target installs what it needs into the active Python (a venv if one is active).
 PY ?= python3
 PIP := $(PY) -m pip
-EXTRAS ?= train,fast,serve,dev
+EXTRAS ?= train,fast,serve,dev,ray
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false

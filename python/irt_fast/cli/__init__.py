@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Sequence
 
 # Module names under irt_fast.cli, in the order `irt-fast --help` lists them.
-COMMANDS = ("add_llm", "models", "serve", "train")
+COMMANDS = ("add_llm", "models", "score", "serve", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="irt-fast",
         description=(
             "Item response theory for LLM routing and benchmark prediction: train a model, "
-            "add LLMs to it, build the offline embedders, serve it as a routing gateway."
+            "add LLMs to it, score query sets of any size, build the offline embedders, "
+            "serve it as a routing gateway."
         ),
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
