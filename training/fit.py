@@ -34,6 +34,7 @@ from training.export import atomic_write, save_model
 from training.loop import TrainOptions, evaluate, fit_model, prior_metrics, resolve_device
 from training.metrics import pearson
 from training.model import IrtModel
+from training.numerics import flush_denormals
 from training.pairs import matrices
 from training.presets import TRAIN_METHODS
 from training.presets import model_config as preset_config
@@ -278,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out: Path = args.out
     check_out(out, RUN_FILES)  # read-only: refuse early, before any work
+    flush_denormals()  # before torch starts its threads, so that they inherit it
     run = prepare(args)
     with staged_run(out, RUN_FILES) as tmp:
         print(f"writing the run into {tmp} (it becomes {out} when done)", file=sys.stderr)
