@@ -27,6 +27,7 @@ the margin keeps a value snapped before it can decay into the subnormal range wi
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -144,3 +145,43 @@ def keep_normal(optim: torch.optim.Optimizer, device: torch.device) -> dict[str,
         "torch started its threads (probed)"
     )
     return {"mode": "snap", "threshold": TINY, "why": why}
+
+
+def plant_subnormals(src: str | Path, dst: str | Path, fraction: float, seed: int = 0) -> int:
+    """Copy a weights file with a ``fraction`` of every expert weight (``experts.w1``,
+    ``experts.w2``) replaced by subnormal values of random sign: a file as a trainer without
+    flushing, or another tool, could write. For tests and benchmarks of the readers.
+
+    Args:
+        src: a weights file (for example from ``training.export.save_model``).
+        dst: where to write the copy (metadata kept).
+        fraction: share of each expert matrix's values to replace, in [0, 1].
+        seed: for the positions and values.
+
+    Returns:
+        The number of subnormal values written.
+    """
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(src))
+    with safe_open(str(src), framework="np") as f:
+        meta = f.metadata()
+    rng = np.random.default_rng(seed)
+    planted = 0
+    for name in ("experts.w1", "experts.w2"):
+        if name not in tensors:
+            continue
+        w = tensors[name].copy()
+        mask = rng.random(w.shape) < fraction
+        n = int(mask.sum())
+        # from the bits: a float conversion would give 0 in a thread with flush-to-zero
+        bits = rng.integers(1, 0x00800000, n, dtype=np.int32) | np.where(
+            rng.random(n) < 0.5, np.int32(-0x80000000), np.int32(0)
+        )
+        w[mask] = bits.view(np.float32)
+        tensors[name] = w
+        planted += n
+    save_file(tensors, str(dst), metadata=meta)
+    return planted

@@ -87,6 +87,13 @@ class Model(PoolMixin):
     def threads(self) -> int:
         return int(self._engine.threads)
 
+    @property
+    def flushed_subnormals(self) -> int:
+        """Subnormal values (below 1.18e-38) the weights file held, set to zero at load (a
+        change below 1.2e-38 each; they would make x86 arithmetic slow), plus any among LLMs
+        added since."""
+        return int(self._engine.flushed_subnormals)
+
     def __repr__(self) -> str:
         where = f", path={self.path!r}" if self.path else ""
         return f"Model({self._engine!r}{where})"

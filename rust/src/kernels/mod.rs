@@ -6,6 +6,7 @@
 //! - More rows: the `gemm` crate per panel (a panel's `k` range is a strided matrix); bf16
 //!   panels are widened to f32 a block at a time first, the cost of which is shared by the rows.
 
+pub mod ftz;
 pub mod gemv;
 pub mod packed;
 

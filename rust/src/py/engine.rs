@@ -122,6 +122,14 @@ impl PyEngine {
         crate::kernels::kernel_name()
     }
 
+    /// Subnormal values (below 1.18e-38) the weights file held, set to zero at load, plus any
+    /// among LLMs added since: they change no output beyond 1e-38 per weight, and left in
+    /// place they can make x86 arithmetic many times slower.
+    #[getter]
+    fn flushed_subnormals(&self) -> usize {
+        self.inner.flushed_subnormals()
+    }
+
     /// LLM names, in θ row order.
     #[getter]
     fn llm_names(&self) -> Vec<String> {
