@@ -127,6 +127,14 @@ class Fused(_Base):
         del self.t
         self.eval()
 
+    def to_dtype(self, dtype: torch.dtype) -> Fused:
+        """Every weight (and so every product) in ``dtype``; inputs must be cast too."""
+        for name in ("w_in_t", "b_in", "w2_t", "b2", "theta", "llm_bias", "selection_bias"):
+            t = getattr(self, name, None)
+            if t is not None:
+                setattr(self, name, t.to(dtype))
+        return self.to(dtype)
+
     def hidden(self, v: Tensor) -> Tensor:
         b = v.shape[0]
         z = torch.addmm(self.b_in, v, self.w_in_t)

@@ -5,12 +5,18 @@
 //!   (`gemv`), threads taking contiguous runs of panels, so every weight is read once, in order.
 //! - More rows: the `gemm` crate per panel (a panel's `k` range is a strided matrix); bf16
 //!   panels are widened to f32 a block at a time first, the cost of which is shared by the rows.
+//! - bf16 on a CPU with AVX512_BF16 (`bf16_dot`): the dot-product kernel (`dot`) for every
+//!   row count, the activations rounded to bf16 once per call; threads split the panels as
+//!   above.
 
+pub mod dot;
 pub mod ftz;
 pub mod gemv;
 pub mod packed;
 
+use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
@@ -24,13 +30,35 @@ pub const GEMV_MAX_ROWS: usize = 16;
 /// Rows of a bf16 panel widened per GEMM call: 2048 × 64 × 4 bytes = 512 KB.
 const WIDEN_ROWS: usize = 2048;
 
-/// Which kernel family runs: "avx2+fma" or "scalar" (GEMV); the GEMM crate dispatches itself.
-pub fn kernel_name() -> &'static str {
-    if gemv::has_avx2_fma() {
+/// Environment variable that turns the AVX512_BF16 kernel off: `IRT_FAST_BF16_KERNEL=widen`
+/// widens bf16 weights to f32 as on other CPUs (f32 activations; read once per process).
+pub const BF16_KERNEL_ENV: &str = "IRT_FAST_BF16_KERNEL";
+
+/// Whether bf16 weights run on the AVX512_BF16 dot-product kernel: when the CPU has it and
+/// `BF16_KERNEL_ENV` is not "widen". Decided once per process, so every load agrees.
+pub fn bf16_dot() -> bool {
+    static CHOICE: OnceLock<bool> = OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        dot::available() && std::env::var(BF16_KERNEL_ENV).map_or(true, |v| v != "widen")
+    })
+}
+
+/// The kernel that runs the packed products of `dtype` weights on this CPU: "avx512bf16"
+/// (bf16 dot products, every row count), else "avx2+fma" or "scalar" (up to
+/// `GEMV_MAX_ROWS` rows; above them the `gemm` crate, which dispatches itself).
+pub fn kernel_name(dtype: Dtype) -> &'static str {
+    if dtype == Dtype::Bf16 && bf16_dot() {
+        "avx512bf16"
+    } else if gemv::has_avx2_fma() {
         "avx2+fma"
     } else {
         "scalar"
     }
+}
+
+thread_local! {
+    /// Activation pairs for the dot-product kernel, reused across calls on a thread.
+    static PAIRS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `c[m, cols] (+)= a[m, kr] · W[k0..k0+kr, panels]`, where output column `col0 − base` of
@@ -74,6 +102,14 @@ pub fn matmul_packed(
     let simd = gemv::has_avx2_fma();
     let np = pans.len();
     let c_ptr = SendPtr(c.as_mut_ptr());
+    // The dot-product kernel's activations, rounded once for every thread. The buffer is taken
+    // out of the thread-local (not borrowed): a worker waiting below may run another call.
+    let mut pairs = PAIRS.with(|b| b.take());
+    let (t0, kp) = match &w.store {
+        packed::Store::Bf16Pairs(_) => dot::to_pairs(a, k0, &mut pairs),
+        _ => (0, 0),
+    };
+    let pairs_ref = &pairs;
     // One task per thread, each a contiguous run of panels.
     let run = |t: usize, tasks: usize| {
         let c_ptr = &c_ptr;
@@ -84,7 +120,12 @@ pub fn matmul_packed(
             // SAFETY: bounds checked above; tasks write disjoint column ranges of c.
             unsafe {
                 let cp = c_ptr.0.add(pan.col0 - base);
-                panel_product(a, w, p, k0, cp, ldc, pan.width, simd, &mut widened);
+                if let packed::Store::Bf16Pairs(d) = &w.store {
+                    let b = d.as_ptr().add((p * w.k().div_ceil(2) + t0) * 2 * NB);
+                    dot_product(pairs_ref, kp, m, b, cp, ldc, pan.width);
+                } else {
+                    panel_product(a, w, p, k0, cp, ldc, pan.width, simd, &mut widened);
+                }
             }
         }
     };
@@ -93,6 +134,34 @@ pub fn matmul_packed(
         run(0, 1);
     } else {
         (0..tasks).into_par_iter().for_each(|t| run(t, tasks));
+    }
+    PAIRS.with(|b| b.replace(pairs));
+}
+
+/// One pair-layout panel's contribution on the dot-product kernel.
+///
+/// # Safety
+/// `pairs` holds `m` rows of `kp` activation pairs (`dot::to_pairs`); `b` points at the panel's
+/// first pair row of the range, `kp` pair rows readable; `c` as in `panel_product`.
+unsafe fn dot_product(
+    pairs: &[u32],
+    kp: usize,
+    m: usize,
+    b: *const u16,
+    c: *mut f32,
+    ldc: usize,
+    width: usize,
+) {
+    debug_assert!(pairs.len() >= m * kp);
+    #[cfg(target_arch = "x86_64")]
+    {
+        // the pair layout is only built where the kernel runs (`Packed::build`)
+        dot::panel(pairs.as_ptr(), kp, m, b, kp, c, ldc, width)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (pairs, kp, m, b, c, ldc, width);
+        unreachable!("bf16 pairs are packed only for the AVX512_BF16 kernel")
     }
 }
 
@@ -124,6 +193,7 @@ unsafe fn panel_product(
                 gemm_block(a, 0, kr, b, c, ldc, width);
             }
         }
+        packed::Store::Bf16Pairs(_) => unreachable!("pair panels take dot_product"),
         packed::Store::Bf16(d) => {
             let b = d.as_ptr().add(off);
             if m <= GEMV_MAX_ROWS {
