@@ -4,7 +4,9 @@
 
 WHO is ``rust:<dtype>`` (the Rust engine through the public ``Model.route``; ``rust:bf16-widen``
 is bf16 with the AVX512_BF16 kernel turned off, ``IRT_FAST_BF16_KERNEL=widen``), ``torch_fused``,
-``torch_fused_bf16`` (the same in bfloat16 under ``torch.inference_mode``), ``torch_loop`` or
+``torch_fused_bf16`` (the same in bfloat16 under ``torch.inference_mode``),
+``torch_bf16_prepacked`` (``baselines.FusedBf16``: bf16 weights prepacked for oneDNN),
+``torch_loop`` or
 ``yardsticks`` (torch/numpy GEMM GFLOP/s and a streaming read). A Rust
 contender's process never imports torch, and a torch contender's never starts the engine's rayon
 pool, so no contender is timed while another's threads spin. Each batch size is warmed up once,
@@ -83,14 +85,22 @@ def run_torch(who: str, path: str, batches: list[int], reps: int) -> dict:
 
     torch.set_num_threads(THREADS)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from baselines import Fused, RefLoop
+    from baselines import Fused, FusedBf16, RefLoop
 
     x = torch.from_numpy(queries(max(batches)))
     out: dict = {"times": {}}
-    if who == "torch_fused_bf16":
-        # the fastest torch we know in bf16: every weight bf16 (oneDNN's bf16 GEMMs, with
-        # AVX512_BF16 or AMX where the CPU has them), no autograd bookkeeping at all
-        model = Fused(path).to_dtype(torch.bfloat16)
+    if who in ("torch_fused_bf16", "torch_bf16_prepacked"):
+        # torch in bf16: every weight bf16 (oneDNN's bf16 GEMMs, with AVX512_BF16 or AMX where
+        # the CPU has them), no autograd bookkeeping at all; plain tensors, or prepacked
+        if who == "torch_fused_bf16":
+            model = Fused(path).to_dtype(torch.bfloat16)
+        else:
+            import warnings
+
+            warnings.simplefilter("ignore", FutureWarning)  # torch.utils.mkldnn's jit use
+            model = FusedBf16(path)
+            if not model.prepacked:
+                return {"error": "this torch cannot prepack bf16 weights (torch.utils.mkldnn)"}
         x = x.to(torch.bfloat16)
         with torch.inference_mode():
             for b in batches:

@@ -42,10 +42,12 @@ CONTENDERS = [
     ("torch loop", "torch_loop", "dense", None),
     ("torch fused top-2", "torch_fused", "top2", None),
     ("torch fused bf16", "torch_fused_bf16", "dense", None),
+    ("torch bf16 prepacked", "torch_bf16_prepacked", "dense", None),
     ("rust f32 subnormal", "rust:f32", "dense_subnormal", SUBNORMAL_BATCHES),
     ("rust bf16 subnormal", "rust:bf16", "dense_subnormal", SUBNORMAL_BATCHES),
 ]
 TORCH_DENSE = ("torch fused", "torch loop")
+TORCH_BF16 = ("torch fused bf16", "torch bf16 prepacked")
 #: Columns of the main table (the subnormal contenders have their own).
 MAIN = [c[0] for c in CONTENDERS if c[2] != "dense_subnormal"]
 
@@ -148,7 +150,7 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
     lines.append(
         "| batch | "
         + " | ".join(labels)
-        + " | rust f32 vs best torch | best rust vs best torch | rust bf16 vs torch bf16 |"
+        + " | rust f32 vs best torch | best rust vs best torch | rust bf16 vs best torch bf16 |"
     )
     lines.append("|---:|" + "---:|" * (len(labels) + 3))
     for b in batches:
@@ -160,7 +162,8 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
         def ratio(r: float | None, tb: float | None = torch_best) -> str:
             return f"{tb / r:.2f}×" if tb and r else "–"
 
-        bf = ratio(t.get("rust bf16"), t.get("torch fused bf16"))
+        torch_bf16 = min((t[k] for k in TORCH_BF16 if k in t), default=None)
+        bf = ratio(t.get("rust bf16"), torch_bf16)
         lines.append(
             f"| {b} | "
             + " | ".join(cells)
@@ -169,7 +172,8 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
     lines.append("")
     lines.append(
         "(× > 1: the engine is faster; best torch = the faster of fused and loop, dense fp32; "
-        "torch bf16 = fused with every weight in bfloat16, under torch.inference_mode.)"
+        "best torch bf16 = the faster of fused with every weight in bfloat16 and the same with "
+        "oneDNN-prepacked weights (baselines.FusedBf16), under torch.inference_mode.)"
     )
     for lab, _, _, _ in CONTENDERS:
         if "error" in res[lab]:
@@ -206,6 +210,16 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
                     f"- batch 1024, {lab}: {tb / t[lab]:.2f}× the fastest dense fp32 torch "
                     "(goal ≥ 2×)."
                 )
+    for b in [b for b in batches if b >= 1024]:
+        t = {lab: med(res[lab]["times"][b]) for lab in labels if b in res[lab]["times"]}
+        tb = {k: t[k] for k in TORCH_BF16 if k in t}
+        if "rust bf16" in t and tb:
+            best = min(tb, key=tb.get)
+            derived.append(
+                f"- batch {b}, rust bf16 ({res['rust bf16'].get('kernel', '?')}): "
+                f"{b / t['rust bf16']:,.0f} queries/s against {best} {b / tb[best]:,.0f} "
+                f"queries/s ({tb[best] / t['rust bf16']:.2f}×)."
+            )
     if text:
         if "error" in text:
             derived.append(f"- text → route at batch 1: not measured ({text['error']}).")
