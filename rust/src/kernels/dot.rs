@@ -42,6 +42,9 @@ pub(crate) fn to_pairs(a: Mat<'_>, k0: usize, out: &mut Vec<u32>) -> (usize, usi
     let kp = (k0 + kr).div_ceil(2) - t0;
     out.clear();
     out.resize(m * kp, 0);
+    if kp == 0 {
+        return (t0, 0);
+    }
     let lead = k0 % 2; // a's first column is the high half of pair 0
     for (r, o) in out.chunks_exact_mut(kp).enumerate() {
         let row = &a.data[r * a.ld..r * a.ld + kr];
@@ -53,7 +56,7 @@ pub(crate) fn to_pairs(a: Mat<'_>, k0: usize, out: &mut Vec<u32>) -> (usize, usi
         }
         let full = kr.saturating_sub(lead) / 2; // pairs with both halves in range
         #[cfg(target_arch = "x86_64")]
-        if available() {
+        if full > 0 && available() {
             // SAFETY: the CPU has the features; `row[lead..]` holds 2·full values and `o[t..]`
             // has room for `full` pairs.
             unsafe { round_pairs(row[lead..].as_ptr(), full, o[t..].as_mut_ptr()) };
@@ -92,54 +95,98 @@ unsafe fn round_pairs(src: *const f32, n: usize, dst: *mut u32) {
     }
 }
 
-/// `c[r·ldc + j] += Σ_t pair(ap[r·ldp + t]) · pair(b[t·2NB + 2j ..])` for `r < m`, `j < width`,
-/// `t < kp`: one panel (from its pair `t0`, `b`) against `m` rows of activation pairs.
+/// A panel of the pair layout and where its columns go: the panel's first pair row of the
+/// range, its output columns in `c` (row stride `ldc`), and how many of its 64 are real.
+#[derive(Clone, Copy)]
+pub(crate) struct Target {
+    pub b: *const u16,
+    pub c: *mut f32,
+    pub width: usize,
+}
+
+/// For each target: `c[r·ldc + j] += Σ_t pair(ap[r·ldp + t]) · pair(b[t·2NB + 2j ..])` for
+/// `r < m`, `j < width`, `t < kp`, in blocks of `KB` pairs of `k` (with `overwrite`, `=` for the
+/// first block: `c` need not be zeroed first, `kp > 0`). The loop order depends on
+/// which operand would fall out of cache: while every row's activation pairs fit in L2
+/// (`A_IN_L2`), panel by panel, so each panel's outputs are written to memory once (a first
+/// layer's outputs, `[m, E·H]`, do not fit in cache); above, `k` block by `k` block across
+/// the panels, so a block of the activations is read from L2 by every panel (a second layer's
+/// long `k`, `E·H`, makes them far larger than L2).
 ///
 /// # Safety
-/// `available()`; `ap` holds `m` rows of stride `ldp` with `kp` pairs each; `b` points at `kp`
-/// pair rows of the panel (`kp · NB · 2` values); `c` holds `m` rows of stride `ldc` with
-/// `width <= NB` writable values, not aliasing the inputs.
+/// `available()`; `ap` holds `m` rows of stride `ldp` with `kp` pairs each; each `b` points at
+/// `kp` pair rows of a panel (`kp · NB · 2` values); each `c` holds `m` rows of stride `ldc`
+/// with `width <= NB` writable values, not aliasing the inputs or each other.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn panel(
+pub(crate) unsafe fn panels(
     ap: *const u32,
     ldp: usize,
     m: usize,
-    b: *const u16,
     kp: usize,
-    c: *mut f32,
     ldc: usize,
-    width: usize,
+    targets: &[Target],
+    overwrite: bool,
 ) {
-    // Blocks of k whatever the row count, so that a row's sum is added up in the same order
-    // in any batch: results do not depend on the batch size (nor, as panels are split, on
-    // the threads).
-    let mut k0 = 0;
-    while k0 < kp {
-        let kl = KB.min(kp - k0);
-        let (ab, bb) = (ap.add(k0), b.add(k0 * 2 * NB));
-        let mut r = 0;
-        while r < m {
-            let (ar, cr) = (ab.add(r * ldp), c.add(r * ldc));
-            let mr = MR.min(m - r);
-            match mr {
-                1 => tile::<1>(ar, ldp, bb, kl, cr, ldc, width),
-                2 => tile::<2>(ar, ldp, bb, kl, cr, ldc, width),
-                3 => tile::<3>(ar, ldp, bb, kl, cr, ldc, width),
-                4 => tile::<4>(ar, ldp, bb, kl, cr, ldc, width),
-                5 => tile::<5>(ar, ldp, bb, kl, cr, ldc, width),
-                _ => tile::<MR>(ar, ldp, bb, kl, cr, ldc, width),
+    // Every element's sum is added up k block by k block in increasing order, whatever the
+    // loop order and the row count: a row's result does not depend on the batch size (nor,
+    // as panels are split, on the threads).
+    let blocks = (0..kp).step_by(KB);
+    if m * kp * 4 <= A_IN_L2 {
+        for t in targets {
+            for k0 in blocks.clone() {
+                block(ap, ldp, m, kp, ldc, t, k0, overwrite && k0 == 0);
             }
-            r += mr;
         }
-        k0 += kl;
+    } else {
+        for k0 in blocks {
+            for t in targets {
+                block(ap, ldp, m, kp, ldc, t, k0, overwrite && k0 == 0);
+            }
+        }
     }
 }
 
-/// `R` rows × the panel's 64 columns over `kl` pairs, added into `c`.
+/// Bytes of activation pairs up to which the panels are the outer loop (half an L2 of 1 MB).
+const A_IN_L2: usize = 512 << 10;
+
+/// One `k` block (pairs `k0..k0 + KB`) of one target, every row, `MR` rows at a time, added
+/// into `c` (`set`: written over it).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block(
+    ap: *const u32,
+    ldp: usize,
+    m: usize,
+    kp: usize,
+    ldc: usize,
+    t: &Target,
+    k0: usize,
+    set: bool,
+) {
+    let kl = KB.min(kp - k0);
+    let (ab, bb) = (ap.add(k0), t.b.add(k0 * 2 * NB));
+    let mut r = 0;
+    while r < m {
+        let (ar, cr) = (ab.add(r * ldp), t.c.add(r * ldc));
+        let mr = MR.min(m - r);
+        match mr {
+            1 => tile::<1>(ar, ldp, bb, kl, cr, ldc, t.width, set),
+            2 => tile::<2>(ar, ldp, bb, kl, cr, ldc, t.width, set),
+            3 => tile::<3>(ar, ldp, bb, kl, cr, ldc, t.width, set),
+            4 => tile::<4>(ar, ldp, bb, kl, cr, ldc, t.width, set),
+            5 => tile::<5>(ar, ldp, bb, kl, cr, ldc, t.width, set),
+            _ => tile::<MR>(ar, ldp, bb, kl, cr, ldc, t.width, set),
+        }
+        r += mr;
+    }
+}
+
+/// `R` rows × the panel's 64 columns over `kl` pairs, added into `c` (`set`: written over it).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile<const R: usize>(
     ap: *const u32,
     ldp: usize,
@@ -148,6 +195,7 @@ unsafe fn tile<const R: usize>(
     c: *mut f32,
     ldc: usize,
     width: usize,
+    set: bool,
 ) {
     use std::arch::x86_64::*;
     const V: usize = NB / 16; // 4 vectors of 16 f32 lanes
@@ -178,7 +226,11 @@ unsafe fn tile<const R: usize>(
                 (1u16 << (width - j)) - 1
             };
             let p = cr.add(j);
-            let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, p), *s);
+            let sum = if set {
+                *s
+            } else {
+                _mm512_add_ps(_mm512_maskz_loadu_ps(mask, p), *s)
+            };
             _mm512_mask_storeu_ps(p, mask, sum);
         }
     }

@@ -94,14 +94,6 @@ pub fn matmul_packed(
         ldc >= cols && c.len() >= (m - 1) * ldc + cols,
         "c out of bounds"
     );
-    if !accumulate {
-        for r in 0..m {
-            c[r * ldc..r * ldc + cols].fill(0.0);
-        }
-    }
-    let simd = gemv::has_avx2_fma();
-    let np = pans.len();
-    let c_ptr = SendPtr(c.as_mut_ptr());
     // The dot-product kernel's activations, rounded once for every thread. The buffer is taken
     // out of the thread-local (not borrowed): a worker waiting below may run another call.
     let mut pairs = PAIRS.with(|b| b.take());
@@ -110,22 +102,45 @@ pub fn matmul_packed(
         _ => (0, 0),
     };
     let pairs_ref = &pairs;
+    // The dot-product kernel writes its first k block over c instead of adding to zeros: a
+    // pass over c less (a first layer's c, [m, E·H], is larger than the caches).
+    let overwrite = !accumulate && kp > 0;
+    if !accumulate && !overwrite {
+        for r in 0..m {
+            c[r * ldc..r * ldc + cols].fill(0.0);
+        }
+    }
+    let simd = gemv::has_avx2_fma();
+    let np = pans.len();
+    let c_ptr = SendPtr(c.as_mut_ptr());
     // One task per thread, each a contiguous run of panels.
     let run = |t: usize, tasks: usize| {
         let c_ptr = &c_ptr;
         let (p0, p1) = (t * np / tasks, (t + 1) * np / tasks);
+        if let packed::Store::Bf16Pairs(d) = &w.store {
+            let kpp = w.k().div_ceil(2);
+            // SAFETY: bounds checked above (t0 + kp <= kpp); tasks own disjoint columns of c.
+            let targets: Vec<dot::Target> = (p0..p1)
+                .map(|i| unsafe {
+                    let p = panels.start + i;
+                    dot::Target {
+                        b: d.as_ptr().add((p * kpp + t0) * 2 * NB),
+                        c: c_ptr.0.add(pans[i].col0 - base),
+                        width: pans[i].width,
+                    }
+                })
+                .collect();
+            // SAFETY: as above; `pairs` holds m rows of kp pairs (`dot::to_pairs`).
+            unsafe { dot_products(pairs_ref, kp, m, ldc, &targets, overwrite) };
+            return;
+        }
         let mut widened: Vec<f32> = Vec::new();
         for (i, pan) in pans[p0..p1].iter().enumerate() {
             let p = panels.start + p0 + i;
             // SAFETY: bounds checked above; tasks write disjoint column ranges of c.
             unsafe {
                 let cp = c_ptr.0.add(pan.col0 - base);
-                if let packed::Store::Bf16Pairs(d) = &w.store {
-                    let b = d.as_ptr().add((p * w.k().div_ceil(2) + t0) * 2 * NB);
-                    dot_product(pairs_ref, kp, m, b, cp, ldc, pan.width);
-                } else {
-                    panel_product(a, w, p, k0, cp, ldc, pan.width, simd, &mut widened);
-                }
+                panel_product(a, w, p, k0, cp, ldc, pan.width, simd, &mut widened);
             }
         }
     };
@@ -138,29 +153,28 @@ pub fn matmul_packed(
     PAIRS.with(|b| b.replace(pairs));
 }
 
-/// One pair-layout panel's contribution on the dot-product kernel.
+/// The pair-layout panels' contributions on the dot-product kernel (`dot::panels`).
 ///
 /// # Safety
-/// `pairs` holds `m` rows of `kp` activation pairs (`dot::to_pairs`); `b` points at the panel's
-/// first pair row of the range, `kp` pair rows readable; `c` as in `panel_product`.
-unsafe fn dot_product(
+/// `pairs` holds `m` rows of `kp` activation pairs (`dot::to_pairs`); each target as
+/// `dot::panels` requires.
+unsafe fn dot_products(
     pairs: &[u32],
     kp: usize,
     m: usize,
-    b: *const u16,
-    c: *mut f32,
     ldc: usize,
-    width: usize,
+    targets: &[dot::Target],
+    overwrite: bool,
 ) {
     debug_assert!(pairs.len() >= m * kp);
     #[cfg(target_arch = "x86_64")]
     {
         // the pair layout is only built where the kernel runs (`Packed::build`)
-        dot::panel(pairs.as_ptr(), kp, m, b, kp, c, ldc, width)
+        dot::panels(pairs.as_ptr(), kp, m, kp, ldc, targets, overwrite)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (pairs, kp, m, b, c, ldc, width);
+        let _ = (pairs, kp, m, ldc, targets, overwrite);
         unreachable!("bf16 pairs are packed only for the AVX512_BF16 kernel")
     }
 }

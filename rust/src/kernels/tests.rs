@@ -248,3 +248,22 @@ fn dot_kernel_error_is_bounded_by_both_roundings() {
         assert_eq!(one, c[i * n..(i + 1) * n], "row {i}");
     }
 }
+
+#[test]
+fn empty_and_single_k_ranges_write_their_products() {
+    // the dot kernel writes over c (no zero fill first) except when it has no k pair at all
+    let (k, n) = (9usize, 70usize);
+    let wf = rand_vec(n * k, 41);
+    for (dtype, pairs) in layouts() {
+        let w = Packed::build_for(k, &[n], dtype, pairs, |j, kk| wf[j * k + kk]);
+        for (k0, kr) in [(0, 0), (3, 0), (4, 1), (3, 1), (8, 1)] {
+            let m = 2;
+            let a = rand_vec(m * kr, 5);
+            let mut c = vec![f32::NAN; m * n];
+            let all = 0..w.panels().len();
+            matmul_packed(Mat::new(&a, m, kr), &w, k0, all, &mut c, n, false, 1);
+            let want = naive(&a, m, &w, k0, kr, 0..n);
+            close(&c, &want, kr.max(1));
+        }
+    }
+}
