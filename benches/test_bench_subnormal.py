@@ -4,7 +4,7 @@ Groups ``subnormal_b1``, ``subnormal_b64``, ``subnormal_b1024``: contenders ``cl
 ``subnormal`` (20% of the reference-size expert weights replaced by subnormal values, as a file
 from elsewhere could hold), 2 threads, f32. The engine sets them to zero at load and runs its
 workers with FTZ/DAZ, so both should take the same time. With --benchmark-disable every
-contender runs once and the outputs are compared.
+contender runs once, and the flush count and the outputs are checked.
 
     python -m pytest benches/test_bench_subnormal.py --benchmark-only --benchmark-group-by=group
 """
@@ -43,10 +43,10 @@ def test_subnormal(benchmark, subnormal_engines: dict, queries, batch: int, who:
     model = subnormal_engines[who]
     x = queries[:batch]
     if getattr(benchmark, "disabled", False):
+        # (the planted file differs from the clean one in a fifth of its expert weights: its
+        # outputs are compared with the same file zeroed in tests/test_engine_subnormal.py)
         out = benchmark(lambda: model.predict_proba(x))
-        want = subnormal_engines["clean"].predict_proba(x)
-        # values below 1.2e-38 set to zero change no probability measurably
-        np.testing.assert_allclose(out, want, atol=1e-6, rtol=0)
+        assert np.isfinite(out).all() and ((out > 0) & (out < 1)).all()
         expected = subnormal_engines["planted"] if who == "subnormal" else 0
         assert model.flushed_subnormals == expected
         return
