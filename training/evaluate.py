@@ -40,6 +40,7 @@ from training.eval_phases import (
     write_outputs,
 )
 from training.eval_stats import bootstrap_all, mean_over_seeds, point_metrics, seed_metrics
+from training.numerics import flush_denormals
 
 __all__ = ["bootstrap_all", "main", "mean_over_seeds", "point_metrics", "seed_metrics"]
 
@@ -151,6 +152,7 @@ def _setup(args: argparse.Namespace, argv: list[str] | None, ds: Any, mats: dict
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    flush_denormals()  # before torch starts its threads, so that they inherit it (numerics)
     _defaults(args)
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:

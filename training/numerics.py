@@ -10,7 +10,8 @@ step gets slower. Two measures, chosen per run by :func:`keep_normal`:
    subnormal and reads one as zero, at no cost. It is a per-thread CPU flag (MXCSR): a thread
    copies it from the thread that created it, so it holds on torch's intra-op (OpenMP) threads,
    which also run MKL's and oneDNN's GEMMs, only when set before that pool started.
-   ``python -m training.fit`` sets it first thing (:func:`flush_denormals`).
+   The training CLIs (``training.fit``, ``evaluate``, ``experiment``, ``leaderboard_eval``,
+   ``time_epoch``) set it first thing (:func:`flush_denormals`).
 2. **Snapping**, when a probe finds an intra-op thread that still computes subnormals (the pool
    started earlier in this process, e.g. under pytest or in a notebook, or nobody set the
    flag) or the device is not the CPU: every floating gradient is snapped before each optimiser step, and every parameter
