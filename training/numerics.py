@@ -14,10 +14,11 @@ step gets slower. Two measures, chosen per run by :func:`keep_normal`:
    ``time_epoch``) set it first thing (:func:`flush_denormals`).
 2. **Snapping**, when a probe finds an intra-op thread that still computes subnormals (the pool
    started earlier in this process, e.g. under pytest or in a notebook, or nobody set the
-   flag) or the device is not the CPU: every floating gradient is snapped before each optimiser step, and every parameter
-   and optimiser state (Adam's ``exp_avg``, ``exp_avg_sq``) after it: ``|x| <= TINY`` becomes 0.
-   This costs one pass over them per step (about a sixth of a step of the reference IrtNet on
-   2 cores), which is why it is the fallback and not the rule.
+   flag) or the device is not the CPU: every floating gradient is snapped before each
+   optimiser step, and every parameter and optimiser state (Adam's ``exp_avg``,
+   ``exp_avg_sq``) after it: ``|x| <= TINY`` becomes 0. This costs one pass over them per step
+   (about a sixth of a step of the reference IrtNet on 2 cores), which is why it is the
+   fallback and not the rule.
 
 Either way the parameters and the optimiser state stay normal or zero. The threshold ``TINY``
 is 1e-30 rather than the subnormal bound: a weight below it changes a layer's output by less
