@@ -54,7 +54,11 @@ pub fn set_flush_to_zero() -> u32 {
         // SAFETY: only FTZ and mask-permitted DAZ are added to the current value, so ldmxcsr
         // cannot fault; the flags change rounding of subnormals only.
         unsafe {
-            std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, readonly, preserves_flags));
+            std::arch::asm!(
+                "ldmxcsr [{}]",
+                in(reg) &csr,
+                options(nostack, readonly, preserves_flags)
+            );
         }
         want
     }
