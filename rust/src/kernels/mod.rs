@@ -207,7 +207,7 @@ unsafe fn panel_product(
                 gemm_block(a, 0, kr, b, c, ldc, width);
             }
         }
-        packed::Store::Bf16Pairs(_) => unreachable!("pair panels take dot_product"),
+        packed::Store::Bf16Pairs(_) => unreachable!("pair panels take dot_products"),
         packed::Store::Bf16(d) => {
             let b = d.as_ptr().add(off);
             if m <= GEMV_MAX_ROWS {
