@@ -2,8 +2,12 @@
 
     python benches/_contender.py WHO MODEL_PATH BATCHES REPS  → one JSON line on stdout
 
-WHO is ``rust:<dtype>`` (the Rust engine through the public ``Model.route``), ``torch_fused``,
-``torch_loop`` or ``yardsticks`` (torch/numpy GEMM GFLOP/s and a streaming read). A Rust
+WHO is ``rust:<dtype>`` (the Rust engine through the public ``Model.route``; ``rust:bf16-widen``
+is bf16 with the AVX512_BF16 kernel turned off, ``IRT_FAST_BF16_KERNEL=widen``), ``torch_fused``,
+``torch_fused_bf16`` (the same in bfloat16 under ``torch.inference_mode``),
+``torch_bf16_prepacked`` (``baselines.FusedBf16``: bf16 weights prepacked for oneDNN),
+``torch_loop`` or
+``yardsticks`` (torch/numpy GEMM GFLOP/s and a streaming read). A Rust
 contender's process never imports torch, and a torch contender's never starts the engine's rayon
 pool, so no contender is timed while another's threads spin. Each batch size is warmed up once,
 then timed REPS times (min and median); the input rows differ between repetitions' batches only
@@ -22,6 +26,9 @@ import numpy as np
 
 THREADS = 2
 EMBED_DIM = 768
+#: Share of the expert weights made subnormal in the "dense_subnormal" model (as in the GEMM
+#: that took 86× longer on an Intel Xeon: 20% subnormal weights).
+SUBNORMAL_SHARE = 0.2
 
 
 def queries(n: int, dim: int = EMBED_DIM) -> np.ndarray:
@@ -45,6 +52,10 @@ def _reps(base: int, batch: int) -> int:
 
 
 def run_rust(dtype: str, path: str, batches: list[int], reps: int) -> dict:
+    if dtype.endswith("-widen"):
+        # read once by the engine, before its first load
+        os.environ["IRT_FAST_BF16_KERNEL"] = "widen"
+        dtype = dtype.removesuffix("-widen")
     import irt_fast
 
     kwargs = {} if dtype == "f32" else {"dtype": dtype}
@@ -55,6 +66,7 @@ def run_rust(dtype: str, path: str, batches: list[int], reps: int) -> dict:
     x = queries(max(batches))
     out = {"weight_bytes": _weight_bytes(model, dtype), "times": {}}
     out["kernel"] = getattr(model._engine, "kernel", "unknown")
+    out["flushed_subnormals"] = getattr(model, "flushed_subnormals", None)
     for b in batches:
         xb = x[:b]
         out["times"][b] = _time(lambda xb=xb: model.route(xb), _reps(reps, b))
@@ -73,11 +85,29 @@ def run_torch(who: str, path: str, batches: list[int], reps: int) -> dict:
 
     torch.set_num_threads(THREADS)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from baselines import Fused, RefLoop
+    from baselines import Fused, FusedBf16, RefLoop
 
-    model = (Fused if who == "torch_fused" else RefLoop)(path)
     x = torch.from_numpy(queries(max(batches)))
-    out = {"times": {}}
+    out: dict = {"times": {}}
+    if who in ("torch_fused_bf16", "torch_bf16_prepacked"):
+        # torch in bf16: every weight bf16 (oneDNN's bf16 GEMMs, with AVX512_BF16 or AMX where
+        # the CPU has them), no autograd bookkeeping at all; plain tensors, or prepacked
+        if who == "torch_fused_bf16":
+            model = Fused(path).to_dtype(torch.bfloat16)
+        else:
+            import warnings
+
+            warnings.simplefilter("ignore", FutureWarning)  # torch.utils.mkldnn's jit use
+            model = FusedBf16(path)
+            if not model.prepacked:
+                return {"error": "this torch cannot prepack bf16 weights (torch.utils.mkldnn)"}
+        x = x.to(torch.bfloat16)
+        with torch.inference_mode():
+            for b in batches:
+                xb = x[:b]
+                out["times"][b] = _time(lambda xb=xb: model.route(xb), _reps(reps, b))
+        return out
+    model = (Fused if who == "torch_fused" else RefLoop)(path)
     for b in batches:
         xb = x[:b]
         out["times"][b] = _time(lambda xb=xb: model.route(xb), _reps(reps, b))
@@ -126,6 +156,7 @@ def make_models(out_dir: str) -> dict:
 
     from training.export import save_model
     from training.model import IrtNetConfig, build_model
+    from training.numerics import plant_subnormals
 
     out, paths = Path(out_dir), {}
     names = [f"llm-{i:02d}" for i in range(29)]
@@ -144,6 +175,11 @@ def make_models(out_dir: str) -> dict:
         p = out / f"{key}.safetensors"
         save_model(model, p, llm_names=names, embedder={"name": emb, "dim": dim, "normalize": True})
         paths[key] = str(p)
+    # the dense file with a share of its expert weights subnormal, as a file from elsewhere
+    sub = out / "dense_subnormal.safetensors"
+    paths["n_subnormal"] = plant_subnormals(paths["dense"], sub, SUBNORMAL_SHARE, seed=1)
+    paths["dense_subnormal"] = str(sub)
+    paths["subnormal_share"] = SUBNORMAL_SHARE
     return paths
 
 

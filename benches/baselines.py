@@ -127,6 +127,14 @@ class Fused(_Base):
         del self.t
         self.eval()
 
+    def to_dtype(self, dtype: torch.dtype) -> Fused:
+        """Every weight (and so every product) in ``dtype``; inputs must be cast too."""
+        for name in ("w_in_t", "b_in", "w2_t", "b2", "theta", "llm_bias", "selection_bias"):
+            t = getattr(self, name, None)
+            if t is not None:
+                setattr(self, name, t.to(dtype))
+        return self.to(dtype)
+
     def hidden(self, v: Tensor) -> Tensor:
         b = v.shape[0]
         z = torch.addmm(self.b_in, v, self.w_in_t)
@@ -138,6 +146,55 @@ class Fused(_Base):
             w = self.gate_weights(z[:, eh:])
             h = h + torch.einsum("br,rbo->bo", w, out[self.ns :])
         return h
+
+
+class FusedBf16(Fused):
+    """The fastest bf16 torch we could write: every weight in bfloat16, the first layers (and
+    the gate) as one ``Linear``, the second layers as one ``Linear`` over all experts' hidden
+    units scaled by their gate weights (the engine's formulation: one long GEMM beats ``bmm``
+    in bf16), both weight matrices prepacked for oneDNN (``torch.utils.mkldnn``, measured 1.3×
+    faster than plain bf16 tensors at batch 1,024 here) when this torch has it. Run it under
+    ``torch.inference_mode`` with bf16 inputs."""
+
+    def __init__(self, path: str | Path, prepack: bool = True) -> None:
+        super().__init__(path)
+        bf = torch.bfloat16
+        e, h, o = self.w2_t.shape[0], self.h, self.w2_t.shape[2]
+        self.l1 = nn.Linear(self.w_in_t.shape[0], self.w_in_t.shape[1])
+        self.l2 = nn.Linear(e * h, o, bias=False)
+        with torch.no_grad():
+            self.l1.weight.copy_(self.w_in_t.t())
+            self.l1.bias.copy_(self.b_in)
+            self.l2.weight.copy_(self.w2_t.reshape(e * h, o).t())
+        self.b2_eo = self.b2.reshape(e, o)
+        del self.w2_t, self.w_in_t, self.b_in
+        self.to_dtype(bf)
+        self.b2_eo = self.b2_eo.to(bf)
+        self.prepacked = False
+        if prepack:
+            try:
+                import torch.utils.mkldnn as mkldnn
+
+                self.l1 = mkldnn.to_mkldnn(self.l1.eval(), bf)
+                self.l2 = mkldnn.to_mkldnn(self.l2.eval(), bf)
+                self.prepacked = True
+            except (ImportError, RuntimeError, AttributeError):  # a torch without oneDNN
+                pass
+
+    def _linear(self, layer: nn.Module, x: Tensor) -> Tensor:
+        if self.prepacked:
+            return layer(x.to_mkldnn(torch.bfloat16)).to_dense()
+        return layer(x)
+
+    def hidden(self, v: Tensor) -> Tensor:
+        b = v.shape[0]
+        z = self._linear(self.l1, v)
+        eh = self.e * self.h
+        w = torch.ones(b, self.e, dtype=v.dtype)
+        if self.nr:
+            w[:, self.ns :] = self.gate_weights(z[:, eh:])
+        h1 = (torch.relu(z[:, :eh]).reshape(b, self.e, self.h) * w[:, :, None]).reshape(b, eh)
+        return self._linear(self.l2, h1) + w @ self.b2_eo
 
 
 def _best_time(f, repeat: int) -> float:

@@ -122,6 +122,16 @@ def report() -> str | None:
             f"weight bytes ÷ read bandwidth = {bound * 1e3:.2f} ms: ratio "
             f"{b1['median'] / bound:.2f} (target ≤ 1.5).",
         ]
+    sub = sorted({g for g, _ in RESULTS if g.startswith("subnormal_")}, key=_group_key)
+    if sub:
+        lines += ["", "Subnormal expert weights (test_bench_subnormal.py), same file clean:"]
+    for g in sub:
+        c, s = RESULTS.get((g, "clean")), RESULTS.get((g, "subnormal"))
+        if c and s:
+            lines.append(
+                f"- {g}: clean {c['median'] * 1e3:.2f} ms, subnormal {s['median'] * 1e3:.2f} ms "
+                f"({s['median'] / c['median']:.2f}×)"
+            )
     mem = RESULTS.get(("memory", "predict_accuracy"))
     if mem:
         lines.append(

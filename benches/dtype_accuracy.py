@@ -7,6 +7,8 @@ For each engine dtype (f32, bf16) over the split's test queries (all queries wit
 max |ΔP| against f32, the fraction of routing decisions identical to f32, pair accuracy
 (P > 0.5 against the observed answer), AUC, and routing accuracy (the chosen LLM answered
 correctly). Accuracy numbers do not depend on machine load, so they may be quoted from any run.
+bf16 runs the kernel this CPU has (the "kernel" column); ``IRT_FAST_BF16_KERNEL=widen`` measures
+the widening kernel on a CPU with AVX512_BF16.
 """
 
 from __future__ import annotations
@@ -77,16 +79,18 @@ def main(argv: list[str] | None = None) -> int:
         f" {len(x)} queries, {int(obs.sum())} observed pairs"
     )
     print(
-        "| dtype | max abs dP vs f32 | identical routing | pair accuracy | AUC | routing accuracy |"
+        "| dtype | kernel | max abs dP vs f32 | identical routing | pair accuracy | AUC "
+        "| routing accuracy |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|")
     choice32 = p["f32"].argmax(1)
     for dt, pr in p.items():
         choice = pr.argmax(1)
         routed = y[np.arange(len(y)), choice]
         acc = float(((pr[obs] > 0.5) == (y[obs] == 1)).mean())
         print(
-            f"| {dt} | {np.abs(pr - p['f32']).max():.2e} | {(choice == choice32).mean():.4f} | "
+            f"| {dt} | {models[dt].kernel} | {np.abs(pr - p['f32']).max():.2e} | "
+            f"{(choice == choice32).mean():.4f} | "
             f"{acc:.4f} | {auc(pr[obs], y[obs]):.4f} | {(routed[routed >= 0] == 1).mean():.4f} |"
         )
     return 0

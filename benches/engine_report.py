@@ -29,17 +29,27 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "amx_bf16")
-#: (label, contender, model key)
+#: Batches of the subnormal-weights comparison (a subset of the main table's).
+SUBNORMAL_BATCHES = (1, 64, 1024)
+#: (label, contender, model key, batches: None = every batch of the run, else a subset)
 CONTENDERS = [
-    ("rust f32", "rust:f32", "dense"),
-    ("rust bf16", "rust:bf16", "dense"),
-    ("rust top-2 f32", "rust:f32", "top2"),
-    ("rust top-2 bf16", "rust:bf16", "top2"),
-    ("torch fused", "torch_fused", "dense"),
-    ("torch loop", "torch_loop", "dense"),
-    ("torch fused top-2", "torch_fused", "top2"),
+    ("rust f32", "rust:f32", "dense", None),
+    ("rust bf16", "rust:bf16", "dense", None),
+    ("rust bf16 widen", "rust:bf16-widen", "dense", None),
+    ("rust top-2 f32", "rust:f32", "top2", None),
+    ("rust top-2 bf16", "rust:bf16", "top2", None),
+    ("torch fused", "torch_fused", "dense", None),
+    ("torch loop", "torch_loop", "dense", None),
+    ("torch fused top-2", "torch_fused", "top2", None),
+    ("torch fused bf16", "torch_fused_bf16", "dense", None),
+    ("torch bf16 prepacked", "torch_bf16_prepacked", "dense", None),
+    ("rust f32 subnormal", "rust:f32", "dense_subnormal", SUBNORMAL_BATCHES),
+    ("rust bf16 subnormal", "rust:bf16", "dense_subnormal", SUBNORMAL_BATCHES),
 ]
 TORCH_DENSE = ("torch fused", "torch loop")
+TORCH_BF16 = ("torch fused bf16", "torch bf16 prepacked")
+#: Columns of the main table (the subnormal contenders have their own).
+MAIN = [c[0] for c in CONTENDERS if c[2] != "dense_subnormal"]
 
 
 def cpu_info() -> tuple[str, list[str]]:
@@ -67,21 +77,25 @@ def run(args: list[str], timeout: float = 900) -> dict:
 
 
 def measure(paths: dict, batches: list[int], reps: int, rounds: int, info: dict, log) -> dict:
-    """{label: {"times": {batch: [round medians]}, "mins": {...}, "weight_bytes": int}}"""
-    res: dict[str, dict] = {label: {"times": {}, "mins": {}} for label, _, _ in CONTENDERS}
-    arg_b = ",".join(map(str, batches))
+    """{label: {"times": {batch: [round medians]}, "mins": {...}, "weight_bytes": int,
+    "kernel": str, "flushed_subnormals": int}}"""
+    res: dict[str, dict] = {c[0]: {"times": {}, "mins": {}} for c in CONTENDERS}
     for r in range(rounds):
         order = CONTENDERS[r % len(CONTENDERS) :] + CONTENDERS[: r % len(CONTENDERS)]
-        for label, who, key in order:
+        for label, who, key, only in order:
+            mine = [b for b in batches if only is None or b in only]
+            if not mine:
+                continue
             t0 = time.perf_counter()
-            out = run([who, paths[key], arg_b, str(reps)])
+            out = run([who, paths[key], ",".join(map(str, mine)), str(reps)])
             log(f"  round {r + 1}/{rounds} {label}: {time.perf_counter() - t0:.0f} s")
             if "error" in out:
                 res[label]["error"] = out["error"]
                 continue
             if "weight_bytes" in out:
                 res[label]["weight_bytes"] = out["weight_bytes"]
-                info["kernel"] = out.get("kernel", "unknown")
+                res[label]["kernel"] = out.get("kernel", "unknown")
+                res[label]["flushed_subnormals"] = out.get("flushed_subnormals")
             for b, t in out["times"].items():
                 res[label]["times"].setdefault(int(b), []).append(t["median"])
                 res[label]["mins"].setdefault(int(b), []).append(t["min"])
@@ -111,11 +125,17 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
         lines.append("QUIET: load < 0.5 at the start, yardsticks within 10% before/after.")
     roof = min(y0.get("torch_gemm_gflops", 0), y1.get("torch_gemm_gflops", 0)) or None
     bw = max(y0.get("read_gbps", 0), y1.get("read_gbps", 0)) or None
+    kernels = ", ".join(
+        f"{lab} {res[lab]['kernel']}"
+        for lab in ("rust f32", "rust bf16", "rust bf16 widen")
+        if "kernel" in res[lab]
+    )
     lines += [
         "",
         f"Machine: {info['cpu']}, {os.cpu_count()} logical CPUs; flags: "
-        f"{', '.join(info['flags']) or 'none of ' + ', '.join(FLAGS)}; engine few-row kernel "
-        f"{info.get('kernel', 'unknown')}. 2 threads per contender, "
+        f"{', '.join(info['flags']) or 'none of ' + ', '.join(FLAGS)}; engine kernels: "
+        f"{kernels or 'unknown'} (f32 and widened bf16 hand the batches above 16 rows to the "
+        "gemm crate; avx512bf16 runs every batch). 2 threads per contender, "
         f"each contender in its own process, {info['rounds']} alternating rounds "
         f"(median of round medians). Load average start {info['load_start']:.2f}, "
         f"end {info['load_end']:.2f}. Command: `{info['command']}`.",
@@ -126,11 +146,13 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
         ),
         "",
     ]
-    labels = [lab for lab, _, _ in CONTENDERS if res[lab]["times"]]
+    labels = [lab for lab in MAIN if res[lab]["times"]]
     lines.append(
-        "| batch | " + " | ".join(labels) + " | rust f32 vs best torch | best rust vs best torch |"
+        "| batch | "
+        + " | ".join(labels)
+        + " | rust f32 vs best torch | best rust vs best torch | rust bf16 vs best torch bf16 |"
     )
-    lines.append("|---:|" + "---:|" * (len(labels) + 2))
+    lines.append("|---:|" + "---:|" * (len(labels) + 3))
     for b in batches:
         t = {lab: med(res[lab]["times"][b]) for lab in labels if b in res[lab]["times"]}
         torch_best = min((t[k] for k in TORCH_DENSE if k in t), default=None)
@@ -140,18 +162,23 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
         def ratio(r: float | None, tb: float | None = torch_best) -> str:
             return f"{tb / r:.2f}×" if tb and r else "–"
 
+        torch_bf16 = min((t[k] for k in TORCH_BF16 if k in t), default=None)
+        bf = ratio(t.get("rust bf16"), torch_bf16)
         lines.append(
             f"| {b} | "
             + " | ".join(cells)
-            + f" | {ratio(t.get('rust f32'))} | {ratio(rust_best)} |"
+            + f" | {ratio(t.get('rust f32'))} | {ratio(rust_best)} | {bf} |"
         )
     lines.append("")
     lines.append(
-        "(× > 1: the engine is faster; best torch = the faster of fused and loop, dense fp32.)"
+        "(× > 1: the engine is faster; best torch = the faster of fused and loop, dense fp32; "
+        "best torch bf16 = the faster of fused with every weight in bfloat16 and the same with "
+        "oneDNN-prepacked weights (baselines.FusedBf16), under torch.inference_mode.)"
     )
-    for lab, _, _ in CONTENDERS:
+    for lab, _, _, _ in CONTENDERS:
         if "error" in res[lab]:
             lines.append(f"- {lab}: {res[lab]['error']}")
+    lines += subnormal_table(res, batches, info)
     derived = []
     if bw and 1 in batches:
         # dense only: a sparse pass reads just the selected experts' weights
@@ -183,6 +210,16 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
                     f"- batch 1024, {lab}: {tb / t[lab]:.2f}× the fastest dense fp32 torch "
                     "(goal ≥ 2×)."
                 )
+    for b in [b for b in batches if b >= 1024]:
+        t = {lab: med(res[lab]["times"][b]) for lab in labels if b in res[lab]["times"]}
+        tb = {k: t[k] for k in TORCH_BF16 if k in t}
+        if "rust bf16" in t and tb:
+            best = min(tb, key=tb.get)
+            derived.append(
+                f"- batch {b}, rust bf16 ({res['rust bf16'].get('kernel', '?')}): "
+                f"{b / t['rust bf16']:,.0f} queries/s against {best} {b / tb[best]:,.0f} "
+                f"queries/s ({tb[best] / t['rust bf16']:.2f}×)."
+            )
     if text:
         if "error" in text:
             derived.append(f"- text → route at batch 1: not measured ({text['error']}).")
@@ -193,6 +230,39 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
                 f"`route([text])`): {1 / tt:,.0f} texts/s (median {fmt_t(tt)}; goal ≥ 1,000)."
             )
     return "\n".join(lines + ([""] + derived if derived else [])) + "\n"
+
+
+def subnormal_table(res: dict, batches: list[int], info: dict) -> list[str]:
+    """The same dense file with and without subnormal expert weights, f32 and bf16."""
+    sub_b = [b for b in batches if b in SUBNORMAL_BATCHES]
+    pairs = [(d, f"rust {d}", f"rust {d} subnormal") for d in ("f32", "bf16")]
+    pairs = [p for p in pairs if res[p[1]]["times"] and res[p[2]]["times"]]
+    if not sub_b or not pairs:
+        return []
+    n = info.get("n_subnormal")
+    flushed = {res[s].get("flushed_subnormals") for _, _, s in pairs}
+    lines = [
+        "",
+        f"Subnormal weights: the dense file with {n:,} of its expert weights "
+        f"({info.get('subnormal_share', 0):.0%}) set to subnormal values, as a file from "
+        f"elsewhere could hold; the engine reported {', '.join(map(str, flushed))} flushed to "
+        "zero at load, and its workers run with FTZ/DAZ.",
+        "",
+        "| batch | " + " | ".join(f"{c} | {s} | ratio" for _, c, s in pairs) + " |",
+        "|---:|" + "---:|---:|---:|" * len(pairs),
+    ]
+    for b in sub_b:
+        cells = []
+        for _, c, s in pairs:
+            tc, ts = res[c]["times"].get(b), res[s]["times"].get(b)
+            if tc and ts:
+                cells += [fmt_t(med(tc)), fmt_t(med(ts)), f"{med(ts) / med(tc):.2f}×"]
+            else:
+                cells += ["–", "–", "–"]
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("(ratio: subnormal time ÷ clean time; 1.00× is the goal.)")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in paths:
             raise SystemExit(f"cannot build the reference models: {paths['error']}")
         info["flop_per_query"] = _flop_per_query(paths["dense"])
+        info["n_subnormal"] = paths.get("n_subnormal")
+        info["subnormal_share"] = paths.get("subnormal_share", 0.0)
         log(f"contenders: {rounds} rounds × {len(CONTENDERS)} ...")
         res = measure(paths, batches, reps, rounds, info, log)
         text = None

@@ -4,7 +4,9 @@ The engine takes the panel GEMV kernel up to 16 rows, the GEMM crate above, spli
 threads below 2 × 192 rows and rows above, and stores the big matrices in f32 or bf16
 (``irt_fast.load(path, dtype=...)``). bf16 is checked two ways: against torch run on the same
 bf16-rounded weights (the only difference is then f32 summation order: 1e-5), and against the
-exact f32 model within the stated accuracy cost (max |ΔP| below 0.02 on these models).
+exact f32 model within the stated accuracy cost (max |ΔP| below 0.02 on these models). On a CPU
+with AVX512_BF16 bf16 runs the dot-product kernel, which rounds the products' activations too:
+the torch reference then rounds them at the same places (``_bf16_rounded(activations=True)``).
 """
 
 from __future__ import annotations
@@ -48,17 +50,44 @@ def _queries(b: int, dim: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((b, dim)).astype(np.float32)
 
 
-def _bf16_rounded(model: torch.nn.Module) -> torch.nn.Module:
-    """The same model with the matrices the engine stores in bf16 rounded to bf16."""
+def _bf16(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.bfloat16).to(torch.float32)
+
+
+def _bf16_rounded(model: torch.nn.Module, activations: bool = False) -> torch.nn.Module:
+    """The same model with the matrices the engine stores in bf16 rounded to bf16, and with
+    ``activations``, their inputs too, as the AVX512_BF16 kernel rounds them: the query for
+    the first layers, the gate-weighted hidden units for the second (f32 sums throughout)."""
     import copy
+    import types
 
     m = copy.deepcopy(model)
     t = {k: v.detach().clone() for k, v in m.export_tensors().items()}
     for k in BF16_KEYS:
         if k in t:
-            t[k] = t[k].to(torch.bfloat16).to(torch.float32)
+            t[k] = _bf16(t[k])
     m.load_exported(t)
+    if activations:
+        net = m.item_net
+        if hasattr(net, "w1"):
+            net.hidden = types.MethodType(_hidden_rounded, net)
+        for name in ("proj", "l1", "l2"):  # MF's and JE-IRT's packed layers
+            if hasattr(net, name):
+                getattr(net, name).register_forward_pre_hook(lambda _, a: (_bf16(a[0]),))
     return m.eval()
+
+
+def _hidden_rounded(net, v: torch.Tensor) -> torch.Tensor:
+    """MoEItemNet.hidden in the engine's order: gate weight on the hidden units, then the
+    second layer, the bf16 kernel's roundings at both products' inputs."""
+    e, hdim = net.w1.shape[0], net.w1.shape[1]
+    h1 = torch.relu(torch.addmm(net.b1.reshape(-1), _bf16(v), net.w1.reshape(e * hdim, -1).t()))
+    w = torch.ones(v.shape[0], e)
+    if net.cfg.n_routed > 0:
+        w[:, net.cfg.n_shared :] = net.gate_weights(v)
+    h1 = _bf16(h1.reshape(-1, e, hdim) * w[:, :, None]).transpose(0, 1)  # [E, B, H]
+    out = torch.bmm(h1, net.w2.transpose(1, 2))  # [E, B, O]
+    return out.sum(0) + w @ net.b2
 
 
 def _torch_proba(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
@@ -69,14 +98,20 @@ def _torch_proba(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("dtype", ["f32", "bf16"])
 def test_every_path_matches_torch(exported, dtype: str) -> None:
     name, path, model = exported
-    ref = model if dtype == "f32" else _bf16_rounded(model)
+    native = dtype == "bf16" and irt_fast.load(path, dtype=dtype).kernel == "avx512bf16"
+    ref = model if dtype == "f32" else _bf16_rounded(model, activations=native)
+    # The bf16 dot-product kernel rounds activations: a hidden unit whose f32 sum differs from
+    # torch's in its last bit can round to the neighbouring bf16 value (2^-8 apart), which
+    # moves a few P by up to ~5e-4; all the others agree to f32 summation order.
+    tol, most = (1e-3, 1e-5) if native else (1e-5, 1e-5)
     dim = CONFIGS[name]["embed_dim"]
     for threads in (1, 2):
         m = irt_fast.load(path, threads=threads, dtype=dtype)
         for b in BATCHES:
             x = _queries(b, dim, seed=b)
-            err = np.abs(m.predict_proba(x) - _torch_proba(ref, x)).max()
-            assert err <= 1e-5, f"{name} {dtype} threads={threads} batch {b}: {err}"
+            err = np.abs(m.predict_proba(x) - _torch_proba(ref, x))
+            assert err.max() <= tol, f"{name} {dtype} threads={threads} batch {b}: {err.max()}"
+            assert np.quantile(err, 0.99) <= most, f"{name} {dtype} batch {b}: 1% above {most}"
 
 
 def test_bf16_accuracy_cost_is_bounded(exported) -> None:

@@ -31,6 +31,7 @@ from training.metrics import (
     summarize_routing,
 )
 from training.model import BatchShare, IrtModel, IrtNetConfig, ThetaInit, build_model
+from training.numerics import keep_normal
 
 
 @dataclass
@@ -244,6 +245,8 @@ def fit_model(
     # costs as much as the forward and backward passes together on CPU.
     groups = param_groups(model, opts.weight_decay, llm_decay=bool(opts.llm_decay))
     optim = torch.optim.Adam(groups, lr=opts.lr, fused=True)
+    # parameters, gradients and Adam's state never go subnormal (slow on x86): training.numerics
+    recipe["numerics"] = keep_normal(optim, device)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optim, mode="max", factor=opts.lr_factor, patience=opts.lr_patience
     )

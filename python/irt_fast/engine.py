@@ -87,6 +87,20 @@ class Model(PoolMixin):
     def threads(self) -> int:
         return int(self._engine.threads)
 
+    @property
+    def kernel(self) -> str:
+        """The kernel the large products run on, on this CPU: "avx512bf16" (``dtype="bf16"``
+        where the CPU has AVX512_BF16: bf16 weights and activations, f32 sums), "avx2+fma" or
+        "scalar" (up to 16 queries per product; above them the gemm crate)."""
+        return str(self._engine.kernel)
+
+    @property
+    def flushed_subnormals(self) -> int:
+        """Subnormal values (below 1.18e-38) the weights file held, set to zero at load (a
+        change below 1.2e-38 each; they would make x86 arithmetic slow), plus any among LLMs
+        added since."""
+        return int(self._engine.flushed_subnormals)
+
     def __repr__(self) -> str:
         where = f", path={self.path!r}" if self.path else ""
         return f"Model({self._engine!r}{where})"

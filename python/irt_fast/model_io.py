@@ -4,7 +4,8 @@ The engine holds the item network in its own layout, so the network's tensors ar
 from the file the model was loaded from, after checking that file is the one that was loaded
 (size, mtime_ns, inode before and after reading). θ, b, the prior, ``llm_info`` and the added
 LLMs' answers come from the model. The new file is loaded by the engine once before it is
-renamed into place: a file ``save`` writes is always one ``irt_fast.load`` accepts.
+renamed into place: a file ``save`` writes is always one ``irt_fast.load`` accepts. Subnormal
+values are written as zero, as the engine holds them after loading.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def save(model: Any, path: str | os.PathLike[str]) -> Path:
     if answers is not None and len(answers[2]):
         for key, arr in zip(("alpha", "beta", "correct"), answers, strict=True):
             tensors[f"answers.{key}"] = np.ascontiguousarray(arr, dtype=np.float32)
+    # as the engine holds them: subnormal values were set to zero at load
+    tensors = {k: _flush_subnormals(v) for k, v in tensors.items()}
     metadata = _metadata(model, meta)
 
     def write(tmp: str) -> None:
@@ -100,6 +103,20 @@ def _read_network(
         raise WeightsFormatError(f"{src}: cannot read the item network back: {exc}") from exc
     _check_unchanged(src, loaded)  # not replaced while it was read
     return meta, network
+
+
+def _flush_subnormals(a: np.ndarray) -> np.ndarray:
+    """``a`` with its subnormal float32 values (exponent bits 0, mantissa not) set to zero, as
+    the engine's loader does; read from the bits, whatever the thread's float flags."""
+    if a.dtype != np.float32:
+        return a
+    bits = a.view(np.int32)
+    sub = ((bits & 0x7F800000) == 0) & ((bits & 0x007FFFFF) != 0)
+    if not sub.any():
+        return a
+    out = a.copy()
+    out[sub] = 0.0
+    return out
 
 
 def _check_unchanged(src: str, loaded: tuple[int, int, int]) -> None:

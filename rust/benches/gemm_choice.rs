@@ -104,7 +104,11 @@ fn packed_vs_gemm() {
         .num_threads(2)
         .build()
         .unwrap();
-    println!("kernel family: {}", irt_fast::kernels::kernel_name());
+    println!(
+        "kernels: f32 {}, bf16 {}",
+        irt_fast::kernels::kernel_name(Dtype::F32),
+        irt_fast::kernels::kernel_name(Dtype::Bf16)
+    );
     let layers: [(usize, Vec<usize>, &str); 2] = [
         (768, [vec![512; 40], vec![39]].concat(), "layer 1"),
         (20520, vec![256], "layer 2"),

@@ -18,7 +18,7 @@ use crate::model::{Model, Scratch};
 use crate::pool::Pool;
 use crate::route::choose;
 pub use crate::route::{RouteSpec, Rule};
-use crate::weights::{Answers, Weights};
+use crate::weights::{flush_subnormals, Answers, Weights};
 
 /// Below `threads × MIN_ROWS_PER_THREAD` rows, split columns instead of rows. Measured on the
 /// reference model with 2 threads: column split is faster up to ~256 rows, row split from ~512.
@@ -35,6 +35,8 @@ pub struct Engine {
     /// Shared by the engines `with_llms` derives from this one.
     pool: Arc<Pool>,
     threads: usize,
+    /// Subnormal values set to zero: the file's at load, plus those of LLMs added later.
+    flushed_subnormals: usize,
 }
 
 /// A zero-filled buffer of `rows × width` values, or `Error::Memory` naming `what`.
@@ -54,8 +56,13 @@ impl Engine {
     }
 
     /// `load`, with the item network's large matrices stored in `dtype`.
+    /// Subnormal values in the file are set to zero (counted in `flushed_subnormals`).
     pub fn load_with(path: &Path, threads: Option<usize>, dtype: Dtype) -> Result<Engine> {
-        Engine::new(Model::with_dtype(Weights::load(path)?, dtype), threads)
+        let w = Weights::load(path)?;
+        let flushed = w.flushed_subnormals;
+        let mut e = Engine::new(Model::with_dtype(w, dtype), threads)?;
+        e.flushed_subnormals = flushed;
+        Ok(e)
     }
 
     /// Wraps a model with a pool of `threads` workers.
@@ -74,26 +81,40 @@ impl Engine {
             model,
             pool: Arc::new(Pool::new(threads)?),
             threads,
+            flushed_subnormals: 0,
         })
     }
 
     /// A new engine with another pool of LLMs (see `Model::with_llms`), sharing this one's item
-    /// network and threads. `self` is unchanged.
+    /// network and threads. Subnormal values among the new ones are set to zero, as at load.
+    /// `self` is unchanged.
     pub fn with_llms(
         &self,
         names: Vec<String>,
-        theta: Vec<f32>,
-        bias: Vec<f32>,
+        mut theta: Vec<f32>,
+        mut bias: Vec<f32>,
         llm_info_json: &str,
-        answers: Option<Answers>,
+        mut answers: Option<Answers>,
     ) -> Result<Engine> {
+        let mut flushed = flush_subnormals(&mut theta) + flush_subnormals(&mut bias);
+        if let Some(a) = answers.as_mut() {
+            flushed += flush_subnormals(&mut a.alpha) + flush_subnormals(&mut a.beta);
+        }
         Ok(Engine {
             model: self
                 .model
                 .with_llms(names, theta, bias, llm_info_json, answers)?,
             pool: Arc::clone(&self.pool),
             threads: self.threads,
+            flushed_subnormals: self.flushed_subnormals + flushed,
         })
+    }
+
+    /// Subnormal values set to zero so far: those of the weights file at load (by `load` and
+    /// `load_with`; 0 for an engine built by `new`, whose `Weights::flushed_subnormals` holds
+    /// them), plus those among LLMs added by `with_llms`.
+    pub fn flushed_subnormals(&self) -> usize {
+        self.flushed_subnormals
     }
 
     /// Number of worker threads.

@@ -3,6 +3,9 @@
 //! A forked child inherits the pool's bookkeeping but none of its threads, so the first job it
 //! sends would wait forever (multiprocessing's fork context, gunicorn --preload). The pool
 //! remembers the pid that built it; a call from another pid builds a fresh pool first.
+//!
+//! Every worker sets flush-to-zero and denormals-are-zero when it starts (`kernels::ftz`): all
+//! of the engine's arithmetic runs on these threads, so a subnormal cannot slow it down.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
@@ -22,6 +25,9 @@ fn build(threads: usize) -> Result<ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("irt_fast-{i}"))
+        .start_handler(|_| {
+            crate::kernels::ftz::set_flush_to_zero();
+        })
         .build()
         .map_err(|e| Error::Input(format!("cannot start {threads} threads: {e}")))
 }
@@ -61,5 +67,35 @@ impl Pool {
         // that are not here. Leak it (once per fork).
         std::mem::forget(old);
         self.owner.store(pid, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::ftz::{flush_flags, mxcsr, DAZ, FTZ};
+
+    #[test]
+    fn every_worker_flushes_subnormals_to_zero() {
+        let pool = Pool::new(3).unwrap().get().unwrap();
+        let flags: Vec<Option<u32>> = pool.broadcast(|_| mxcsr());
+        assert_eq!(flags.len(), 3);
+        let want = flush_flags();
+        for f in flags.into_iter().flatten() {
+            assert_ne!(want & FTZ, 0);
+            assert_eq!(
+                f & want,
+                want,
+                "MXCSR {f:#x} on a worker, expected {want:#x} set"
+            );
+        }
+        if cfg!(target_arch = "x86_64") {
+            assert_ne!(want & DAZ, 0, "this CPU does not take DAZ"); // every x86-64 we run on does
+        }
+        // and the arithmetic done there: 1e-40 would be subnormal
+        let p = pool.install(|| std::hint::black_box(1e-20f32) * std::hint::black_box(1e-20f32));
+        if mxcsr().is_some() {
+            assert_eq!(p, 0.0);
+        }
     }
 }

@@ -567,3 +567,70 @@ fn predict_accuracy_with_more_groups_than_memory_is_a_memory_error() {
     let r = e.predict_accuracy(&x, 2, Some((&[0, 1], usize::MAX / 2)));
     assert!(matches!(r, Err(Error::Memory(_))), "{:?}", r.err());
 }
+
+#[test]
+fn subnormal_weights_are_flushed_at_load_and_counted() {
+    let sub = f32::from_bits(0x000A_E398); // about 1e-39
+    let mut t = tensors(&CFG);
+    let mut planted = 0;
+    for name in [
+        "experts.w1",
+        "experts.w2",
+        "gate.weight",
+        "theta",
+        "alpha.weight",
+    ] {
+        let v = &mut tensor(&mut t, name).2;
+        for i in (0..v.len()).step_by(7) {
+            v[i] = if i % 2 == 0 { sub } else { -sub };
+            planted += 1;
+        }
+    }
+    let mut zeroed = t.clone();
+    for (_, _, v) in zeroed.iter_mut() {
+        v.iter_mut()
+            .filter(|x| x.is_subnormal())
+            .for_each(|x| *x = 0.0);
+    }
+    let bytes = file(&t, &[], &config_json(&CFG));
+    // counted from the bits, also on a thread whose own arithmetic reads subnormals as zero
+    let on_daz_thread = std::thread::spawn({
+        let bytes = bytes.clone();
+        move || {
+            irt_fast::kernels::ftz::set_flush_to_zero();
+            Weights::from_bytes(&bytes, "m").unwrap().flushed_subnormals
+        }
+    });
+    assert_eq!(on_daz_thread.join().unwrap(), planted);
+    let w = Weights::from_bytes(&bytes, "m").unwrap();
+    assert_eq!(w.flushed_subnormals, planted);
+    for (name, _, _) in &t {
+        assert!(!w.tensor(name).iter().any(|v| v.is_subnormal()), "{name}");
+    }
+    let clean = Weights::from_bytes(&file(&zeroed, &[], &config_json(&CFG)), "m").unwrap();
+    assert_eq!(clean.flushed_subnormals, 0);
+    let x = rand(40 * CFG.dm, 3);
+    let e = Engine::new(Model::new(w), Some(2)).unwrap();
+    let want = Engine::new(Model::new(clean), Some(2)).unwrap();
+    assert_eq!(
+        e.predict_proba(&x, 40).unwrap(),
+        want.predict_proba(&x, 40).unwrap()
+    );
+    // the count reaches a loaded engine, and LLMs added later are flushed too
+    let path = std::env::temp_dir().join(format!("irt_fast_sub_{}.st", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let loaded = Engine::load(&path, Some(1));
+    std::fs::remove_file(&path).unwrap();
+    let loaded = loaded.unwrap();
+    assert_eq!(loaded.flushed_subnormals(), planted);
+    let (d, mut theta) = (CFG.d, loaded.model.theta()[..CFG.d].to_vec());
+    theta[1] = sub;
+    let info = r#"[{"name":"a","origin":"trained","n_answers":null}]"#;
+    let e1 = loaded
+        .with_llms(vec!["a".into()], theta, vec![sub], info, None)
+        .unwrap();
+    assert_eq!(e1.flushed_subnormals(), planted + 2);
+    assert_eq!(e1.model.theta()[1], 0.0);
+    assert_eq!(e1.model.llm_bias()[0], 0.0);
+    assert_eq!(e1.model.theta().len(), d);
+}

@@ -41,6 +41,7 @@ from training.evaluation.phases import (
     write_outputs,
 )
 from training.evaluation.stats import bootstrap_all, mean_over_seeds, point_metrics, seed_metrics
+from training.numerics import flush_denormals
 
 __all__ = ["bootstrap_all", "main", "mean_over_seeds", "point_metrics", "seed_metrics"]
 
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None, extra: Mapping[str, Study] | None = None
     """
     extra = dict(extra or {})
     args = build_parser(tuple(extra)).parse_args(argv)
+    flush_denormals()  # before torch starts its threads, so that they inherit it (numerics)
     _defaults(args)
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:

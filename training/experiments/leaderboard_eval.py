@@ -279,9 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from training.export import atomic_write
+    from training.numerics import flush_denormals
 
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    flush_denormals()  # before torch starts its threads, so that they inherit it (numerics)
     args.argv = argv
     args.out.mkdir(parents=True, exist_ok=True)
     res = run(args)

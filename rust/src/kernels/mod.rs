@@ -5,11 +5,18 @@
 //!   (`gemv`), threads taking contiguous runs of panels, so every weight is read once, in order.
 //! - More rows: the `gemm` crate per panel (a panel's `k` range is a strided matrix); bf16
 //!   panels are widened to f32 a block at a time first, the cost of which is shared by the rows.
+//! - bf16 on a CPU with AVX512_BF16 (`bf16_dot`): the dot-product kernel (`dot`) for every
+//!   row count, the activations rounded to bf16 once per call; threads split the panels as
+//!   above.
 
+pub mod dot;
+pub mod ftz;
 pub mod gemv;
 pub mod packed;
 
+use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
@@ -23,13 +30,35 @@ pub const GEMV_MAX_ROWS: usize = 16;
 /// Rows of a bf16 panel widened per GEMM call: 2048 × 64 × 4 bytes = 512 KB.
 const WIDEN_ROWS: usize = 2048;
 
-/// Which kernel family runs: "avx2+fma" or "scalar" (GEMV); the GEMM crate dispatches itself.
-pub fn kernel_name() -> &'static str {
-    if gemv::has_avx2_fma() {
+/// Environment variable that turns the AVX512_BF16 kernel off: `IRT_FAST_BF16_KERNEL=widen`
+/// widens bf16 weights to f32 as on other CPUs (f32 activations; read once per process).
+pub const BF16_KERNEL_ENV: &str = "IRT_FAST_BF16_KERNEL";
+
+/// Whether bf16 weights run on the AVX512_BF16 dot-product kernel: when the CPU has it and
+/// `BF16_KERNEL_ENV` is not "widen". Decided once per process, so every load agrees.
+pub fn bf16_dot() -> bool {
+    static CHOICE: OnceLock<bool> = OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        dot::available() && std::env::var(BF16_KERNEL_ENV).map_or(true, |v| v != "widen")
+    })
+}
+
+/// The kernel that runs the packed products of `dtype` weights on this CPU: "avx512bf16"
+/// (bf16 dot products, every row count), else "avx2+fma" or "scalar" (up to
+/// `GEMV_MAX_ROWS` rows; above them the `gemm` crate, which dispatches itself).
+pub fn kernel_name(dtype: Dtype) -> &'static str {
+    if dtype == Dtype::Bf16 && bf16_dot() {
+        "avx512bf16"
+    } else if gemv::has_avx2_fma() {
         "avx2+fma"
     } else {
         "scalar"
     }
+}
+
+thread_local! {
+    /// Activation pairs for the dot-product kernel, reused across calls on a thread.
+    static PAIRS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `c[m, cols] (+)= a[m, kr] · W[k0..k0+kr, panels]`, where output column `col0 − base` of
@@ -65,7 +94,18 @@ pub fn matmul_packed(
         ldc >= cols && c.len() >= (m - 1) * ldc + cols,
         "c out of bounds"
     );
-    if !accumulate {
+    // The dot-product kernel's activations, rounded once for every thread. The buffer is taken
+    // out of the thread-local (not borrowed): a worker waiting below may run another call.
+    let mut pairs = PAIRS.with(|b| b.take());
+    let (t0, kp) = match &w.store {
+        packed::Store::Bf16Pairs(_) => dot::to_pairs(a, k0, &mut pairs),
+        _ => (0, 0),
+    };
+    let pairs_ref = &pairs;
+    // The dot-product kernel writes its first k block over c instead of adding to zeros: a
+    // pass over c less (a first layer's c, [m, E·H], is larger than the caches).
+    let overwrite = !accumulate && kp > 0;
+    if !accumulate && !overwrite {
         for r in 0..m {
             c[r * ldc..r * ldc + cols].fill(0.0);
         }
@@ -77,6 +117,23 @@ pub fn matmul_packed(
     let run = |t: usize, tasks: usize| {
         let c_ptr = &c_ptr;
         let (p0, p1) = (t * np / tasks, (t + 1) * np / tasks);
+        if let packed::Store::Bf16Pairs(d) = &w.store {
+            let kpp = w.k().div_ceil(2);
+            // SAFETY: bounds checked above (t0 + kp <= kpp); tasks own disjoint columns of c.
+            let targets: Vec<dot::Target> = (p0..p1)
+                .map(|i| unsafe {
+                    let p = panels.start + i;
+                    dot::Target {
+                        b: d.as_ptr().add((p * kpp + t0) * 2 * NB),
+                        c: c_ptr.0.add(pans[i].col0 - base),
+                        width: pans[i].width,
+                    }
+                })
+                .collect();
+            // SAFETY: as above; `pairs` holds m rows of kp pairs (`dot::to_pairs`).
+            unsafe { dot_products(pairs_ref, kp, m, ldc, &targets, overwrite) };
+            return;
+        }
         let mut widened: Vec<f32> = Vec::new();
         for (i, pan) in pans[p0..p1].iter().enumerate() {
             let p = panels.start + p0 + i;
@@ -92,6 +149,33 @@ pub fn matmul_packed(
         run(0, 1);
     } else {
         (0..tasks).into_par_iter().for_each(|t| run(t, tasks));
+    }
+    PAIRS.with(|b| b.replace(pairs));
+}
+
+/// The pair-layout panels' contributions on the dot-product kernel (`dot::panels`).
+///
+/// # Safety
+/// `pairs` holds `m` rows of `kp` activation pairs (`dot::to_pairs`); each target as
+/// `dot::panels` requires.
+unsafe fn dot_products(
+    pairs: &[u32],
+    kp: usize,
+    m: usize,
+    ldc: usize,
+    targets: &[dot::Target],
+    overwrite: bool,
+) {
+    debug_assert!(pairs.len() >= m * kp);
+    #[cfg(target_arch = "x86_64")]
+    {
+        // the pair layout is only built where the kernel runs (`Packed::build`)
+        dot::panels(pairs.as_ptr(), kp, m, kp, ldc, targets, overwrite)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (pairs, kp, m, ldc, targets, overwrite);
+        unreachable!("bf16 pairs are packed only for the AVX512_BF16 kernel")
     }
 }
 
@@ -123,6 +207,7 @@ unsafe fn panel_product(
                 gemm_block(a, 0, kr, b, c, ldc, width);
             }
         }
+        packed::Store::Bf16Pairs(_) => unreachable!("pair panels take dot_products"),
         packed::Store::Bf16(d) => {
             let b = d.as_ptr().add(off);
             if m <= GEMV_MAX_ROWS {

@@ -8,6 +8,11 @@
 //!
 //! Columns come in *segments* (one per expert, one for the gate): each segment starts a new
 //! panel, so that a segment (one expert's units) is a whole run of panels of its own.
+//!
+//! bf16 panels for the AVX512_BF16 dot-product kernel (`dot`) interleave `k` in pairs instead:
+//! panel `p` is `[kp, NB, 2]` with `kp = ⌈k/2⌉` (`data[2·((p·kp + kk/2)·NB + j) + kk%2]`, the
+//! last pair zero-padded when `k` is odd), since `vdpbf16ps` multiplies adjacent pairs of bf16
+//! values per f32 lane. Both layouts stream a panel as one contiguous block.
 
 /// Output columns per panel: one cache line is 16 f32, a panel row is 4 lines (8 AVX2 vectors).
 pub const NB: usize = 64;
@@ -42,6 +47,8 @@ impl Dtype {
 pub(crate) enum Store {
     F32(Vec<f32>),
     Bf16(Vec<u16>),
+    /// bf16 in `k` pairs, for the dot-product kernel (see the module docs).
+    Bf16Pairs(Vec<u16>),
 }
 
 /// Where a panel's columns land in the logical output.
@@ -83,11 +90,30 @@ pub fn bf16_to_f32(h: u16) -> f32 {
 
 impl Packed {
     /// Packs a `[n, k]` matrix given element-wise by `get(col, kk)`; `segments` are the column
-    /// counts of the segments (summing to `n`), each starting a new panel.
+    /// counts of the segments (summing to `n`), each starting a new panel. bf16 takes the
+    /// layout of the kernel this CPU runs (`kernels::bf16_dot`).
     pub fn build(
         k: usize,
         segments: &[usize],
         dtype: Dtype,
+        get: impl Fn(usize, usize) -> f32,
+    ) -> Packed {
+        Packed::build_for(
+            k,
+            segments,
+            dtype,
+            dtype == Dtype::Bf16 && super::bf16_dot(),
+            get,
+        )
+    }
+
+    /// `build`, with bf16 stored in `k` pairs for the dot-product kernel when `pairs` (only
+    /// where that kernel can run: tests build both layouts).
+    pub(crate) fn build_for(
+        k: usize,
+        segments: &[usize],
+        dtype: Dtype,
+        pairs: bool,
         get: impl Fn(usize, usize) -> f32,
     ) -> Packed {
         let mut panels = Vec::new();
@@ -107,27 +133,31 @@ impl Packed {
             col += s;
         }
         seg_start.push(panels.len());
-        let len = panels.len() * k * NB;
-        let fill = |out: &mut dyn FnMut(usize, f32)| {
+        let fill = |out: &mut dyn FnMut(usize, usize, usize, f32)| {
             for (p, pan) in panels.iter().enumerate() {
                 for kk in 0..k {
-                    let base = (p * k + kk) * NB;
                     for j in 0..pan.width {
-                        out(base + j, get(pan.col0 + j, kk));
+                        out(p, kk, j, get(pan.col0 + j, kk));
                     }
                 }
             }
         };
-        let store = match dtype {
-            Dtype::F32 => {
-                let mut d = vec![0.0f32; len];
-                fill(&mut |i, v| d[i] = v);
+        let store = match (dtype, pairs) {
+            (Dtype::F32, _) => {
+                let mut d = vec![0.0f32; panels.len() * k * NB];
+                fill(&mut |p, kk, j, v| d[(p * k + kk) * NB + j] = v);
                 Store::F32(d)
             }
-            Dtype::Bf16 => {
-                let mut d = vec![0u16; len];
-                fill(&mut |i, v| d[i] = f32_to_bf16(v));
+            (Dtype::Bf16, false) => {
+                let mut d = vec![0u16; panels.len() * k * NB];
+                fill(&mut |p, kk, j, v| d[(p * k + kk) * NB + j] = f32_to_bf16(v));
                 Store::Bf16(d)
+            }
+            (Dtype::Bf16, true) => {
+                let kp = k.div_ceil(2);
+                let mut d = vec![0u16; panels.len() * kp * NB * 2];
+                fill(&mut |p, kk, j, v| d[pair_index(kp, p, kk, j)] = f32_to_bf16(v));
+                Store::Bf16Pairs(d)
             }
         };
         Packed {
@@ -157,8 +187,13 @@ impl Packed {
     pub fn dtype(&self) -> Dtype {
         match self.store {
             Store::F32(_) => Dtype::F32,
-            Store::Bf16(_) => Dtype::Bf16,
+            Store::Bf16(_) | Store::Bf16Pairs(_) => Dtype::Bf16,
         }
+    }
+
+    /// Whether the products run on the AVX512_BF16 dot-product kernel (bf16 in `k` pairs).
+    pub fn bf16_dot(&self) -> bool {
+        matches!(self.store, Store::Bf16Pairs(_))
     }
 
     pub fn panels(&self) -> &[Panel] {
@@ -177,7 +212,12 @@ impl Packed {
 
     /// Bytes one pass over every panel streams (padding included).
     pub fn bytes(&self) -> usize {
-        self.panels.len() * self.k * NB * self.dtype().size()
+        let rows = if self.bf16_dot() {
+            2 * self.k.div_ceil(2)
+        } else {
+            self.k
+        };
+        self.panels.len() * rows * NB * self.dtype().size()
     }
 
     /// Element `(col, kk)` of the logical matrix, as stored (after rounding).
@@ -185,12 +225,19 @@ impl Packed {
         let p = self
             .panels
             .partition_point(|pan| pan.col0 + pan.width <= col);
-        let i = (p * self.k + kk) * NB + col - self.panels[p].col0;
+        let (j, i) = (col - self.panels[p].col0, (p * self.k + kk) * NB);
         match &self.store {
-            Store::F32(d) => d[i],
-            Store::Bf16(d) => bf16_to_f32(d[i]),
+            Store::F32(d) => d[i + j],
+            Store::Bf16(d) => bf16_to_f32(d[i + j]),
+            Store::Bf16Pairs(d) => bf16_to_f32(d[pair_index(self.k.div_ceil(2), p, kk, j)]),
         }
     }
+}
+
+/// Index of `(panel p, row kk, column j)` in the pair layout of `kp` pairs per panel.
+#[inline]
+fn pair_index(kp: usize, p: usize, kk: usize, j: usize) -> usize {
+    2 * ((p * kp + kk / 2) * NB + j) + kk % 2
 }
 
 #[cfg(test)]
@@ -232,9 +279,17 @@ mod tests {
                 assert_eq!(p.get(j, kk), w[j * k + kk]);
             }
         }
-        let b = Packed::from_out_in(&w, n, k, Dtype::Bf16);
-        assert_eq!(b.panels().len(), 3); // one segment: 64 + 64 + 9 columns
-        assert_eq!(b.bytes(), 3 * k * NB * 2);
-        assert_eq!(b.get(100, 3), bf16_to_f32(f32_to_bf16(w[100 * k + 3])));
+        for pairs in [false, true] {
+            let b = Packed::build_for(k, &[n], Dtype::Bf16, pairs, |j, kk| w[j * k + kk]);
+            assert_eq!(b.panels().len(), 3); // one segment: 64 + 64 + 9 columns
+                                             // k = 5 in pairs: 3 pairs, the last padded
+            assert_eq!(b.bytes(), 3 * if pairs { 6 } else { k } * NB * 2);
+            assert_eq!(b.bf16_dot(), pairs);
+            for j in 0..n {
+                for kk in 0..k {
+                    assert_eq!(b.get(j, kk), bf16_to_f32(f32_to_bf16(w[j * k + kk])));
+                }
+            }
+        }
     }
 }

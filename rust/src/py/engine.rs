@@ -116,10 +116,20 @@ impl PyEngine {
         self.inner.model.weight_bytes()
     }
 
-    /// The few-row kernel family this CPU runs: "avx2+fma" or "scalar".
+    /// The kernel this engine's large products run on, on this CPU: "avx512bf16" (bf16
+    /// weights and activations in AVX512_BF16 dot products, every batch size), else "avx2+fma"
+    /// or "scalar" (up to 16 rows; above them the gemm crate, which dispatches itself).
     #[getter]
     fn kernel(&self) -> &'static str {
-        crate::kernels::kernel_name()
+        crate::kernels::kernel_name(self.inner.model.dtype())
+    }
+
+    /// Subnormal values (below 1.18e-38) the weights file held, set to zero at load, plus any
+    /// among LLMs added since: they change no output beyond 1e-38 per weight, and left in
+    /// place they can make x86 arithmetic many times slower.
+    #[getter]
+    fn flushed_subnormals(&self) -> usize {
+        self.inner.flushed_subnormals()
     }
 
     /// LLM names, in θ row order.

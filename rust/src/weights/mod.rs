@@ -36,6 +36,8 @@ pub const MAX_ABS_WEIGHT: f32 = 1e6;
 /// A validated weights file: config, names and every tensor as float32.
 #[derive(Debug, Clone)]
 pub struct Weights {
+    /// Subnormal values in the file, set to zero as it was read (`flush_subnormals`).
+    pub flushed_subnormals: usize,
     pub config: Config,
     /// The `config` metadata exactly as stored (unknown keys included).
     pub config_json: String,
@@ -165,8 +167,11 @@ impl Weights {
             }
         };
 
+        let flushed = std::cell::Cell::new(0usize);
         let read = |name: &str, shape: &[usize], bound: bool| -> Result<Vec<f32>> {
-            read_tensor(&st, name, shape, bound).map_err(fmt)
+            let mut v = read_tensor(&st, name, shape, bound).map_err(fmt)?;
+            flushed.set(flushed.get() + flush_subnormals(&mut v));
+            Ok(v)
         };
         let mut tensors = HashMap::new();
         for (name, shape) in config.expected_tensors() {
@@ -219,6 +224,7 @@ impl Weights {
                 )),
             };
         Ok(Weights {
+            flushed_subnormals: flushed.get(),
             config,
             config_json,
             llm_names,
@@ -241,6 +247,19 @@ impl Weights {
     pub(crate) fn take(&mut self, name: &str) -> Vec<f32> {
         self.tensors.remove(name).unwrap_or_default()
     }
+}
+
+/// Sets every subnormal value (nonzero, |v| < 1.18e-38) to zero, a change below 1.2e-38 each;
+/// returns how many there were. Subnormal arithmetic is up to ~100× slower on many x86
+/// processors, and a file from elsewhere (or a model trained without flushing) may hold them.
+/// Read from the bits, so the calling thread's denormals-are-zero flag cannot hide one.
+pub fn flush_subnormals(v: &mut [f32]) -> usize {
+    let mut n = 0;
+    for x in v.iter_mut().filter(|x| x.is_subnormal()) {
+        *x = 0.0;
+        n += 1;
+    }
+    n
 }
 
 /// One tensor as float32 with exactly `shape`, finite, and (`bound`) within ±MAX_ABS_WEIGHT.
