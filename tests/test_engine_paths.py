@@ -77,9 +77,10 @@ def _bf16_rounded(model: torch.nn.Module, activations: bool = False) -> torch.nn
     return m.eval()
 
 
-def _hidden_rounded(net, v: torch.Tensor) -> torch.Tensor:
+def _hidden_rounded(net, v: torch.Tensor, share: object = None) -> torch.Tensor:
     """MoEItemNet.hidden in the engine's order: gate weight on the hidden units, then the
-    second layer, the bf16 kernel's roundings at both products' inputs."""
+    second layer, the bf16 kernel's roundings at both products' inputs (eval mode: no dropout,
+    so the batch share is not needed)."""
     e, hdim = net.w1.shape[0], net.w1.shape[1]
     h1 = torch.relu(torch.addmm(net.b1.reshape(-1), _bf16(v), net.w1.reshape(e * hdim, -1).t()))
     w = torch.ones(v.shape[0], e)

@@ -227,6 +227,27 @@ fn forward_matches_the_spec_for_every_thread_count_and_batch() {
 }
 
 #[test]
+fn one_thread_engine_computes_on_the_caller_and_gives_its_flags_back() {
+    use irt_fast::kernels::ftz::mxcsr;
+    let t = tensors(&CFG);
+    let model = Model::new(Weights::from_bytes(&file(&t, &[], &config_json(&CFG)), "m").unwrap());
+    let x = rand(300 * CFG.dm, 5);
+    let one = Engine::new(model.clone(), Some(1)).unwrap();
+    let two = Engine::new(model, Some(2)).unwrap();
+    std::thread::spawn(move || {
+        let before = mxcsr();
+        let got = one.predict_proba(&x, 300).unwrap();
+        assert_eq!(mxcsr(), before, "the caller's MXCSR changed");
+        let want = two.predict_proba(&x, 300).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-6, "{g} vs {w}");
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
 fn route_and_accuracy_agree_with_proba() {
     let e = Engine::new(Model::new(Weights::from_bytes(&good(), "m").unwrap()), None).unwrap();
     let b = 300;

@@ -7,8 +7,10 @@
 //! still produce them, so every worker thread of the engine's pool sets MXCSR's FTZ (results
 //! that would be subnormal become 0) and DAZ (subnormal operands read as 0) when it starts.
 //! Every product runs on those workers (`infer` installs each batch on the pool; the `gemm`
-//! crate is called with `Parallelism::None`, on the worker that calls it). The flags are per
-//! thread, so the caller's own threads (Python's, torch's) keep their arithmetic.
+//! crate is called with `Parallelism::None`, on the worker that calls it), or, for a one-thread
+//! engine, on the caller's thread inside `with_flush_to_zero`, which restores the thread's flags
+//! afterwards. The flags are per thread, so the caller's own code (Python's, torch's) keeps its
+//! arithmetic.
 
 /// MXCSR bit 15: results that would be subnormal are written as zero.
 pub const FTZ: u32 = 1 << 15;
@@ -68,6 +70,32 @@ pub fn set_flush_to_zero() -> u32 {
     }
 }
 
+/// Runs `f` on the calling thread with `flush_flags()` set, then puts the thread's MXCSR back
+/// as it was (also if `f` panics): the one-thread engine computes on its caller's thread, whose
+/// arithmetic must not change for the caller's own code.
+pub fn with_flush_to_zero<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<u32>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(csr) = self.0 {
+                // SAFETY: the value was read from this thread's MXCSR by `mxcsr()`, so loading
+                // it back cannot fault.
+                unsafe {
+                    std::arch::asm!(
+                        "ldmxcsr [{}]",
+                        in(reg) &csr,
+                        options(nostack, readonly, preserves_flags)
+                    );
+                }
+            }
+        }
+    }
+    let _restore = Restore(mxcsr());
+    set_flush_to_zero();
+    f()
+}
+
 /// Which MXCSR bits the CPU accepts: FXSAVE's MXCSR_MASK (0 there means the default 0xFFBF,
 /// i.e. no DAZ, on the earliest SSE processors).
 #[cfg(target_arch = "x86_64")]
@@ -106,6 +134,18 @@ mod tests {
             if set & DAZ != 0 {
                 assert_eq!(black_box(sub) * black_box(2.0f32), 0.0); // DAZ
             }
+        })
+        .join()
+        .unwrap();
+        // scoped: flushed inside, the thread's own flags back afterwards
+        std::thread::spawn(|| {
+            let before = mxcsr();
+            let inside = with_flush_to_zero(|| black_box(1e-20f32) * black_box(1e-20f32));
+            if before.is_some() {
+                assert_eq!(inside, 0.0);
+            }
+            assert_eq!(mxcsr(), before);
+            assert!(black_box(1e-20f32) * black_box(1e-20f32) > 0.0);
         })
         .join()
         .unwrap();
