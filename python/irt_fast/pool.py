@@ -113,9 +113,20 @@ class PoolMixin:
 
         Returns:
             A new Model; this one is unchanged.
+
+        Raises:
+            InputError: no Posterior, a bad name, a clash without ``replace=True``, answers or
+                item parameters of the wrong shape or not finite.
         """
+        from irt_fast.onboard.fit import Posterior
+
         name = inputs.llm_name(name)
         replace = _flag("replace", replace)
+        if not isinstance(posterior, Posterior):
+            raise InputError(
+                "posterior must be an irt_fast.onboard.fit.Posterior (from fit_llm or "
+                f"Probe.posterior, which is None before any answer), got {type(posterior).__name__}"
+            )
         self._check_clash(name, replace, allow_added=False)
         c = inputs.binary_answers(correct)
         a = _float_array("alpha", alpha, (c.shape[0], self.d))

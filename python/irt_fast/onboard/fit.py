@@ -65,6 +65,26 @@ def _hessian(x32: np.ndarray, s: np.ndarray, prec: np.ndarray) -> np.ndarray:
     return (xs.T @ xs).astype(np.float64) + prec
 
 
+def _newton_step(x: np.ndarray, x32: np.ndarray, s: np.ndarray, prec: np.ndarray,
+                 grad: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:  # fmt: skip
+    """(Hessian, Newton step, decrement²). The float32 Hessian is checked: when rounding made
+    it indefinite along the step (huge or badly scaled inputs), it is formed again in float64;
+    a step that is still no descent direction is an error, never a claimed convergence."""
+    hess = _hessian(x32, s, prec)
+    step = np.linalg.solve(hess, grad)
+    decrement = float(grad @ step)  # Newton decrement²: 2× the predicted decrease
+    if not (np.isfinite(decrement) and decrement >= 0):
+        xs = x * np.sqrt(s * (1 - s))[:, None]
+        hess = xs.T @ xs + prec
+        step = np.linalg.solve(hess, grad)
+        decrement = float(grad @ step)
+        if not (np.isfinite(decrement) and decrement >= 0):
+            raise InputError(
+                "the fit is numerically singular (item parameters of very different scales?)"
+            )
+    return hess, step, decrement
+
+
 def validate_answers(
     alpha: np.ndarray, beta: np.ndarray, correct: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -105,7 +125,8 @@ def fit_llm(
     parameters ``alpha`` ``[k, d]``, ``beta`` ``[k]``; Laplace covariance at the optimum.
 
     All-equal answers are allowed (the prior keeps the optimum finite). Raises ``InputError``
-    on empty, mismatched or non-finite input, or a prior of the wrong dimension."""
+    on empty, mismatched or non-finite input, a prior of the wrong dimension, or a fit that
+    does not converge in ``max_iter`` Newton steps (never a non-optimal result)."""
     a, b, y = validate_answers(alpha, beta, correct)
     k, d = a.shape
     p = d + 1 if has_bias else d
@@ -126,15 +147,14 @@ def fit_llm(
     x32 = x.astype(np.float32)
     w = mu.copy()
     f, z = objective(w)
-    it, hess = 0, None
+    it, hess, converged = 0, None, False
     while it < max_iter:
         it += 1
         s = _sigmoid(z)
         grad = x.T @ (s - y) + prec @ (w - mu)
-        hess = _hessian(x32, s, prec)
-        step = np.linalg.solve(hess, grad)
-        decrement = float(grad @ step)  # Newton decrement²: 2× the predicted decrease
+        hess, step, decrement = _newton_step(x, x32, s, prec, grad)
         if decrement < 2 * tol:
+            converged = True
             break  # the step left is negligible: this Hessian is the one at the optimum
         t = 1.0
         while True:  # backtracking (Armijo): convex, so a decrease always exists
@@ -145,8 +165,13 @@ def fit_llm(
             t *= 0.5
         w, f, z = w_new, f_new, z_new
         hess = None
-    if hess is None:  # max_iter reached: the Hessian at the last iterate
-        hess = _hessian(x32, _sigmoid(z), prec)
+    if not converged:
+        scale = max(float(np.abs(a).max()), float(np.abs(b).max()))
+        raise InputError(
+            f"the fit did not converge in {max_iter} Newton steps (item parameters up to "
+            f"|{scale:.3g}|: trained networks give values of order 1; were the inputs scaled?)"
+        )
+    assert hess is not None
     cov = np.linalg.inv(hess)
     cov = 0.5 * (cov + cov.T)
     if not (np.isfinite(w).all() and np.isfinite(cov).all()):  # pragma: no cover - defensive
