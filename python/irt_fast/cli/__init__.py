@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Sequence
 
 # Module names under irt_fast.cli, in the order `irt-fast --help` lists them.
-COMMANDS = ("add_llm", "models", "train")
+COMMANDS = ("add_llm", "anchors", "models", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="irt-fast",
         description=(
             "Item response theory for LLM routing and benchmark prediction: train a model, "
-            "add LLMs to it, build the offline embedders."
+            "add LLMs to it, choose anchor questions to score new LLMs, build the offline "
+            "embedders."
         ),
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

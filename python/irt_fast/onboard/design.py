@@ -26,10 +26,19 @@ proportional to the target's groups (the earlier stratified selection, now with 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Design", "make_design"]
+__all__ = [
+    "Design",
+    "assign_pool_groups",
+    "item_features",
+    "kmeans",
+    "make_design",
+    "match_rows",
+    "pool_weight",
+]
 
 
 @dataclass
@@ -53,7 +62,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _kmeans(f: np.ndarray, c: int, rng: np.random.Generator, iters: int = 25) -> np.ndarray:
+def kmeans(f: np.ndarray, c: int, rng: np.random.Generator, iters: int = 25) -> np.ndarray:
     """Cluster labels of the rows of ``f`` (k-means++ start, Lloyd steps); at most ``c``
     clusters, never an empty one."""
     n = len(f)
@@ -79,11 +88,15 @@ def _kmeans(f: np.ndarray, c: int, rng: np.random.Generator, iters: int = 25) ->
     return lab.astype(np.int64)
 
 
-def item_features(x: np.ndarray, beta: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+def item_features(
+    x: np.ndarray, beta: np.ndarray, mean: np.ndarray, cov: np.ndarray, n_directions: int = 2
+) -> np.ndarray:
     """What the population prior says of each question, in logit units: the prior-mean logit
-    and the loadings on the prior covariance's two leading directions (``[n, 3]``)."""
+    and the loadings on the prior covariance's ``n_directions`` leading directions
+    (``[n, 1 + n_directions]``)."""
     vals, vecs = np.linalg.eigh(cov)
-    top = vecs[:, ::-1][:, :2] * np.sqrt(np.maximum(vals[::-1][:2], 0.0))
+    j = slice(0, n_directions)
+    top = vecs[:, ::-1][:, j] * np.sqrt(np.maximum(vals[::-1][j], 0.0))
     return np.column_stack([x @ mean - beta, x @ top])
 
 
@@ -127,7 +140,7 @@ def make_design(
             if feats is None:
                 lab = np.zeros(len(members), dtype=np.int64)
             else:
-                lab = _kmeans(feats[members], n_clusters, rng)
+                lab = kmeans(feats[members], n_clusters, rng)
             stratum[members] = next_id + lab
             next_id += int(lab.max()) + 1
         sizes = np.bincount(stratum, minlength=next_id).astype(np.float64)
@@ -158,3 +171,50 @@ def _order(stratum: np.ndarray, share: np.ndarray, sizes: np.ndarray, rng: np.ra
         out[t] = queues[h][taken[h]]
         taken[h] += 1
     return out
+
+
+def assign_pool_groups(
+    pool_groups: Any,
+    group_names: list[Any],
+    alpha_pool: np.ndarray,
+    beta_pool: np.ndarray,
+    alpha_target: np.ndarray,
+    beta_target: np.ndarray,
+    tg: np.ndarray,
+) -> np.ndarray:
+    """The target group (code) of every pool question: from ``pool_groups`` labels (a label
+    the target does not have gives -1), else the target group whose item-parameter centroid
+    is nearest."""
+    from .options import labels_arg
+
+    n_pool, n_groups = len(beta_pool), max(1, len(group_names))
+    if pool_groups is not None:
+        names, pg = labels_arg("pool_groups", pool_groups, n_pool)
+        index = {g: i for i, g in enumerate(group_names)}
+        lut = np.array([index.get(g, -1) for g in names], dtype=np.int64)
+        return lut[pg] if len(lut) else pg
+    if n_groups == 1:
+        return np.zeros(n_pool, dtype=np.int64)
+    feats_t = np.column_stack([alpha_target, beta_target])
+    feats_p = np.column_stack([alpha_pool, beta_pool])
+    scale = feats_t.std(axis=0) + 1e-12
+    cent = np.stack([feats_t[tg == g].mean(0) for g in range(n_groups)]) / scale
+    fp = feats_p / scale
+    dist = (fp**2).sum(1)[:, None] - 2 * fp @ cent.T + (cent**2).sum(1)[None, :]
+    return dist.argmin(axis=1)
+
+
+def pool_weight(pg: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """The share of the target one pool question stands for: its group's target share over
+    the group's pool questions (0 for a question of no target group)."""
+    n_pg = np.bincount(pg[pg >= 0], minlength=len(share)).astype(np.float64)
+    return np.where(pg >= 0, share[pg.clip(0)] / np.maximum(n_pg[pg.clip(0)], 1), 0.0)
+
+
+def match_rows(ap: np.ndarray, bp: np.ndarray, at: np.ndarray, bt: np.ndarray) -> np.ndarray:
+    """For every pool question, the index of the target question with the same item
+    parameters (the same question), or -1."""
+    rows_t = np.ascontiguousarray(np.column_stack([at, bt]))
+    index = {r.tobytes(): i for i, r in enumerate(rows_t)}
+    rows_p = np.ascontiguousarray(np.column_stack([ap, bp]))
+    return np.array([index.get(r.tobytes(), -1) for r in rows_p], dtype=np.int64)

@@ -23,13 +23,48 @@ Each returns ``(accuracy, variance)`` per target group and overall.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-__all__ = ["ESTIMATORS", "Target", "aipw", "blend", "loo_residuals", "model_draws"]
+__all__ = [
+    "ESTIMATORS",
+    "Estimate",
+    "GroupEstimate",
+    "Target",
+    "aipw",
+    "blend",
+    "estimate_all",
+    "loo_residuals",
+    "model_draws",
+    "to_estimate",
+]
 
 ESTIMATORS = ("aipw", "blend", "model")
+Z = {0.8: 1.2816, 0.9: 1.6449, 0.95: 1.96, 0.99: 2.5758}
+# (accuracy per group [G], variance per group [G], overall accuracy, overall variance)
+Raw = tuple[np.ndarray, np.ndarray, float, float]
+
+
+@dataclass(frozen=True)
+class GroupEstimate:
+    """Predicted accuracy on (a group of) the target, its standard error and interval."""
+
+    accuracy: float
+    se: float
+    lo: float
+    hi: float
+    n_target: int
+
+
+@dataclass(frozen=True)
+class Estimate(GroupEstimate):
+    """Overall estimate, plus ``by_group`` (keyed by the ``groups`` labels; empty without
+    groups) and the answers used."""
+
+    n_answers: int = 0
+    by_group: dict[Any, GroupEstimate] = field(default_factory=dict)
 
 
 @dataclass
@@ -227,3 +262,68 @@ def blend(
     acc = lam * acc_a + (1 - lam) * acc_m
     sd = lam * np.sqrt(var_a) + (1 - lam) * np.sqrt(vm)
     return acc, sd**2
+
+
+def estimate_all(
+    t: Target,
+    idx: np.ndarray,
+    y: np.ndarray,
+    x_asked: np.ndarray,
+    beta_asked: np.ndarray,
+    w: np.ndarray,
+    cov: np.ndarray,
+    z: np.ndarray,
+    model_error: float,
+    group_model_error: float,
+    fitted: bool,
+) -> dict[str, Raw]:
+    """Every estimator from one fit.
+
+    Args:
+        t: the target.
+        idx: asked pool indices ``[k]``; y: their 0/1 answers.
+        x_asked, beta_asked: design rows ``[k, p]`` and difficulties of the asked questions.
+        w, cov: the posterior (or, before any answer, the prior) mean and covariance.
+        z: standard normal draws ``[p, n_draws]`` for the posterior draws.
+        model_error, group_model_error: the item network's own error on the overall and on a
+            group's accuracy.
+        fitted: whether (w, cov) is a posterior fitted from the answers (else only "model").
+
+    Returns:
+        {estimator: (accuracy [G], variance [G], overall accuracy, overall variance)}.
+    """
+    draws = w[:, None] + np.linalg.cholesky(cov + 1e-12 * np.eye(len(w))) @ z
+    a_draws, noise, n_free = model_draws(t, idx, y, draws)
+    n = t.counts
+    var_g = a_draws.var(1) + noise / n**2 + (n_free / n * group_model_error) ** 2
+    tot = a_draws.T @ n / n.sum()
+    share = n_free.sum() / n.sum()
+    var = float(tot.var() + noise.sum() / n.sum() ** 2 + (share * model_error) ** 2)
+    out: dict[str, Raw] = {"model": (a_draws.mean(1), var_g, float(tot.mean()), var)}
+    if not fitted:
+        return dict.fromkeys(ESTIMATORS, out["model"])
+    resid = loo_residuals(x_asked, beta_asked, y, w, cov)
+    out["aipw"] = aipw(t, idx, y, resid, _sigmoid(t.xt @ w - t.beta_t))
+    ag, vag, a, va = out["aipw"]
+    mg, vmg, m, vm = out["model"]
+    bg, vbg = blend(ag, vag, mg, vmg)
+    b1, vb1 = blend(np.array([a]), np.array([va]), np.array([m]), np.array([vm]))
+    out["blend"] = (bg, vbg, float(b1[0]), float(vb1[0]))
+    return out
+
+
+def to_estimate(raw: Raw, t: Target, names: list[Any], n_answers: int, level: float) -> Estimate:
+    """The public Estimate (accuracy clipped to [0, 1], interval at ``level``)."""
+    acc_g, var_g, acc, var = raw
+    n = t.counts
+
+    def one(a: float, v: float, count: int) -> GroupEstimate:
+        m, se = min(1.0, max(0.0, a)), float(np.sqrt(max(v, 0.0)))
+        zq = Z[level]
+        return GroupEstimate(m, se, max(0.0, m - zq * se), min(1.0, m + zq * se), count)
+
+    by_group = {
+        name: one(float(acc_g[g]), float(var_g[g]), int(n[g])) for g, name in enumerate(names)
+    }
+    tot = one(acc, var, int(n.sum()))
+    return Estimate(**tot.__dict__, n_answers=n_answers, by_group=by_group)

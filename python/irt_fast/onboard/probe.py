@@ -30,15 +30,14 @@ accuracy (what no number of answers removes) scaled by the share of the target p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from irt_fast.errors import InputError
 
-from .design import make_design
-from .estimators import ESTIMATORS, Target, aipw, blend, loo_residuals, model_draws
+from .design import assign_pool_groups, make_design, match_rows, pool_weight
+from .estimators import ESTIMATORS, Estimate, GroupEstimate, Target, estimate_all, to_estimate
 from .fit import Posterior, fit_llm
 from .options import (
     DEFAULT_GROUP_MODEL_ERROR,
@@ -60,28 +59,6 @@ __all__ = [
     "GroupEstimate",
     "Probe",
 ]
-
-_Z = {0.8: 1.2816, 0.9: 1.6449, 0.95: 1.96, 0.99: 2.5758}
-
-
-@dataclass(frozen=True)
-class GroupEstimate:
-    """Predicted accuracy on (a group of) the target, its standard error and interval."""
-
-    accuracy: float
-    se: float
-    lo: float
-    hi: float
-    n_target: int
-
-
-@dataclass(frozen=True)
-class Estimate(GroupEstimate):
-    """Overall estimate, plus ``by_group`` (keyed by the ``groups`` labels; empty without
-    groups) and the answers used."""
-
-    n_answers: int = 0
-    by_group: dict[Any, GroupEstimate] = field(default_factory=dict)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -168,14 +145,14 @@ class Probe:
         self._share = np.bincount(tg, minlength=n_groups) / n_target
         self._xp = self._design(self.alpha_pool)  # [n_pool, p] rows (α, 1): reused every step
         xt = self._design(self.alpha_target)
-        pg = self._pool_groups(opts.pool_groups, n_pool, tg)
+        pg = assign_pool_groups(
+            opts.pool_groups, self.group_names, self.alpha_pool, self.beta_pool,
+            self.alpha_target, self.beta_target, tg,
+        )  # fmt: skip
         norms = np.linalg.norm(self.alpha_pool, axis=1)
         self._eligible = norms <= np.quantile(norms, 1 - opts.trim) if opts.trim > 0 else None
-        t_of_p = _match_rows(self.alpha_pool, self.beta_pool, self.alpha_target, self.beta_target)
-        # the share of the target one pool question stands for: its group's target share over
-        # the group's pool questions
-        n_pg = np.bincount(pg[pg >= 0], minlength=n_groups).astype(np.float64)
-        weight = np.where(pg >= 0, self._share[pg.clip(0)] / np.maximum(n_pg[pg.clip(0)], 1), 0)
+        t_of_p = match_rows(self.alpha_pool, self.beta_pool, self.alpha_target, self.beta_target)
+        weight = pool_weight(pg, self._share)
         if self.strategy in GREEDY:
             self._order = None
             stratum = np.where(pg >= 0, pg, n_groups)
@@ -191,23 +168,6 @@ class Probe:
         self._idx: list[int] = []
         self._y: list[float] = []
         self.posterior: Posterior | None = None
-
-    def _pool_groups(self, pool_groups: Any, n_pool: int, tg: np.ndarray) -> np.ndarray:
-        n_groups = len(self._share)
-        if pool_groups is not None:
-            names, pg = labels_arg("pool_groups", pool_groups, n_pool)
-            index = {g: i for i, g in enumerate(self.group_names)}
-            lut = np.array([index.get(g, -1) for g in names], dtype=np.int64)
-            return lut[pg] if len(lut) else pg
-        if n_groups == 1:
-            return np.zeros(n_pool, dtype=np.int64)
-        feats_t = np.column_stack([self.alpha_target, self.beta_target])
-        feats_p = np.column_stack([self.alpha_pool, self.beta_pool])
-        scale = feats_t.std(axis=0) + 1e-12
-        cent = np.stack([feats_t[tg == g].mean(0) for g in range(n_groups)]) / scale
-        fp = feats_p / scale
-        dist = (fp**2).sum(1)[:, None] - 2 * fp @ cent.T + (cent**2).sum(1)[None, :]
-        return dist.argmin(axis=1)
 
     def _design(self, alpha: np.ndarray) -> np.ndarray:
         return np.column_stack([alpha, np.ones(len(alpha))]) if self.has_bias else alpha
@@ -305,46 +265,24 @@ class Probe:
 
     # ----------------------------------------------------------------------------- estimate
     def estimate(self) -> Estimate:
-        """Predicted accuracy on the target (and per group) with SE and interval."""
+        """Predicted accuracy on the target (and per group) with SE and interval, by
+        ``estimator``."""
+        return self.estimates()[self.estimator]
+
+    def estimates(self) -> dict[str, Estimate]:
+        """Every estimator's Estimate from the same fit and posterior draws ({"model",
+        "aipw", "blend"}; before any answer all three are the prior's)."""
         w, cov = self._mean_cov()
-        t, o = self._target, self.options
+        o = self.options
         idx, y = self.answers
         z = self._draw_rng.standard_normal((len(w), o.n_draws))
-        draws = w[:, None] + np.linalg.cholesky(cov + 1e-12 * np.eye(len(w))) @ z
-        a_draws, noise, n_free = model_draws(t, idx, y, draws)
-        n = t.counts
         gme = o.group_model_error if o.group_model_error is not None else o.model_error
-        acc_g = a_draws.mean(1)
-        var_g = a_draws.var(1) + noise / n**2 + (n_free / n * gme) ** 2
-        tot = a_draws.T @ n / n.sum()
-        acc, var = (
-            float(tot.mean()),
-            float(
-                tot.var()
-                + noise.sum() / n.sum() ** 2
-                + (n_free.sum() / n.sum() * o.model_error) ** 2
-            ),
-        )
-        if self.estimator != "model" and self.posterior is not None:
-            resid = loo_residuals(self._xp[idx], self.beta_pool[idx], y, w, cov)
-            p_t = _sigmoid(t.xt @ w - t.beta_t)
-            ag, vag, a, va = aipw(t, idx, y, resid, p_t)
-            if self.estimator == "aipw":
-                acc_g, var_g, acc, var = ag, vag, a, va
-            else:
-                acc_g, var_g = blend(ag, vag, acc_g, var_g)
-                a1, v1 = blend(np.array([a]), np.array([va]), np.array([acc]), np.array([var]))
-                acc, var = float(a1[0]), float(v1[0])
-        by_group = {}
-        for g, name in enumerate(self.group_names):
-            by_group[name] = self._one(float(acc_g[g]), float(var_g[g]), int(n[g]))
-        tot_e = self._one(acc, var, int(n.sum()))
-        return Estimate(**tot_e.__dict__, n_answers=self.n_answers, by_group=by_group)
-
-    def _one(self, acc: float, var: float, n: int) -> GroupEstimate:
-        m, se = min(1.0, max(0.0, acc)), float(np.sqrt(max(var, 0.0)))
-        z = _Z[self.level]
-        return GroupEstimate(m, se, max(0.0, m - z * se), min(1.0, m + z * se), n)
+        raw = estimate_all(self._target, idx, y, self._xp[idx], self.beta_pool[idx], w, cov, z,
+                           o.model_error, gme, self.posterior is not None)  # fmt: skip
+        return {
+            k: to_estimate(r, self._target, self.group_names, self.n_answers, self.level)
+            for k, r in raw.items()
+        }
 
     def predict_target(self) -> np.ndarray:
         """P(correct) on every target question at the posterior mode."""
@@ -359,12 +297,3 @@ class Probe:
         return model.add_fitted_llm(
             name, self.posterior, self.alpha_pool[idx], self.beta_pool[idx], y, replace=replace
         )
-
-
-def _match_rows(ap: np.ndarray, bp: np.ndarray, at: np.ndarray, bt: np.ndarray) -> np.ndarray:
-    """For every pool question, the index of the target question with the same item
-    parameters (the same question), or -1."""
-    rows_t = np.ascontiguousarray(np.column_stack([at, bt]))
-    index = {r.tobytes(): i for i, r in enumerate(rows_t)}
-    rows_p = np.ascontiguousarray(np.column_stack([ap, bp]))
-    return np.array([index.get(r.tobytes(), -1) for r in rows_p], dtype=np.int64)
