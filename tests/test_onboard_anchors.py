@@ -101,7 +101,7 @@ def test_anchor_errors(cases, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="at most"):
         _choose(c, len(c.beta_pool) + 1)
     with pytest.raises(InputError, match="estimator"):
-        estimate_from_anchors(a, np.ones(10), c.prior, estimator="mean")
+        estimate_from_anchors(a, np.ones(10), c.prior, estimator="median")
     bad = tmp_path / "x.parquet"
     pl.DataFrame({"a": [1]}).write_parquet(bad)
     with pytest.raises(DataError, match="not an irt_fast anchors file"):
@@ -132,16 +132,16 @@ def test_neyman_design_follows_its_allocation_at_every_k(cases) -> None:
 
 @pytest.mark.parametrize("estimator", ["aipw", "blend"])
 def test_design_estimators_are_unbiased_under_a_wrong_model(cases, estimator) -> None:
-    """Item parameters shifted by +0.8 logits (every prediction too low): the model estimate
-    is biased, the AIPW and blend estimates (residuals with known inclusion probabilities)
-    much less so."""
+    """Item parameters shifted by +2.5 logits (every prediction too low) and the population
+    prior kept as it is: the model estimate is biased, the AIPW and blend estimates
+    (residuals with known inclusion probabilities) much less so."""
     bias = {"model": [], estimator: []}
     for c in cases[:20]:
         true = float(c.y_t.mean())
         for seed in (0, 1):
-            pr = Probe.from_params(c.alpha_pool, c.beta_pool + 0.8, c.alpha_t, c.beta_t + 0.8,
+            pr = Probe.from_params(c.alpha_pool, c.beta_pool + 2.5, c.alpha_t, c.beta_t + 2.5,
                                    c.prior, groups=c.groups_t, pool_groups=c.pool_groups,
-                                   seed=seed)  # fmt: skip
+                                   seed=seed, prior_scale=1.0)  # fmt: skip
             idx = pr.next(60)
             pr.record(idx, c.y_pool[idx])
             est = pr.estimates()

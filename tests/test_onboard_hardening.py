@@ -112,7 +112,7 @@ def test_record_refuses_strings_and_2d_arrays(idx, answers, match) -> None:
         ({"group_model_error": float("inf")}, "group_model_error"),
         ({"level": "0.9"}, "level"),
         ({"strategy": "greedy"}, "strategy"),
-        ({"estimator": "mean"}, "estimator"),
+        ({"estimator": "median"}, "estimator"),
         ({"strategy": "variance", "estimator": "aipw"}, "inclusion probabilities"),
         ({"n_clusters": 0}, "n_clusters"),
         ({"bogus": 1}, "unknown probe option"),

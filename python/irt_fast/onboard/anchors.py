@@ -319,7 +319,8 @@ def estimate_from_anchors(
     _, y = answers_arg(np.arange(anchors.k), answers, anchors.k)
     has_bias = prior.dim == anchors.alpha.shape[1] + 1
     t = _target(anchors, has_bias)
-    post = fit_llm(anchors.alpha, anchors.beta, y, prior, has_bias=has_bias)
+    post = fit_llm(anchors.alpha, anchors.beta, y, prior, has_bias=has_bias,
+                   prior_scales=o.prior_scales)  # fmt: skip
     xa = t.xp_anchor
     z = np.random.default_rng([o.seed, 1]).standard_normal((prior.dim, o.n_draws))
     gme = o.group_model_error if o.group_model_error is not None else o.model_error

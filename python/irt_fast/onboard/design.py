@@ -13,14 +13,16 @@ at the answers has no such probability).
   most (x·u_j √λ_j, the top eigenpairs of the prior covariance), all in logit units;
 - **allocation** (Neyman): stratum h gets a share of the answers ∝ W_h · N_h · S_h, with W_h
   the target weight of one of its questions (a pool group rare in the target counts less),
-  N_h its size and S_h the mean of √(p̄(1 − p̄)) over it, p̄ the probability under the prior
-  mean: questions whose outcome is uncertain are sampled more;
+  N_h its size and S_h the mean of √E[p(1 − p)] over it, the expectation over LLMs drawn from
+  the prior widened ``ALLOCATION_WIDTH`` times: questions whose outcome is uncertain are
+  sampled more, and no stratum is starved because the trained LLMs all found it easy or hard;
 - **order**: answer t goes to the stratum furthest below its share of t answers (ties broken
   by a seeded order); within a stratum, questions come in a seeded random order. So after k
   answers stratum h holds n_h(k) questions, a simple random sample: π = n_h(k) / N_h.
 
-``random`` is one stratum (π = k / N); ``stratified`` is one stratum per group with shares
-proportional to the target's groups (the earlier stratified selection, now with known π).
+``random`` is a uniform order (π = k / N; the groups serve as post-strata for the residuals);
+``stratified`` is one stratum per group with shares proportional to the target's groups (the
+earlier stratified selection, now with known π).
 """
 
 from __future__ import annotations
@@ -129,8 +131,12 @@ def make_design(
     """
     n = len(beta)
     if kind == "random":
-        stratum = np.zeros(n, dtype=np.int64)
-        share = np.ones(1)
+        # one uniform order; the groups are post-strata for the residuals (a stratum must lie
+        # within one group), with shares equal to their sizes
+        _, stratum = np.unique(groups, return_inverse=True)
+        order = rng.permutation(n)
+        sizes = np.bincount(stratum)
+        return Design(order, stratum.astype(np.int64), sizes, sizes / n)
     else:
         stratum = np.full(n, -1, dtype=np.int64)
         feats = item_features(x, beta, mean, cov) if kind == "neyman" else None
@@ -146,14 +152,29 @@ def make_design(
         sizes = np.bincount(stratum, minlength=next_id).astype(np.float64)
         w = np.bincount(stratum, weights=weight, minlength=next_id)  # W_h · N_h
         if kind == "neyman":
-            pbar = _sigmoid(x @ mean - beta)
-            sd = np.bincount(stratum, weights=np.sqrt(pbar * (1 - pbar)), minlength=next_id)
+            sd = np.bincount(stratum, weights=outcome_sd(x, beta, mean, cov, rng),
+                             minlength=next_id)  # fmt: skip
             share = w * (sd / np.maximum(sizes, 1)) + 1e-12 * sizes
         else:
             share = w + 1e-12 * sizes
         share = share / share.sum()
     sizes_i = np.bincount(stratum, minlength=len(share))
     return Design(_order(stratum, share, sizes_i, rng), stratum, sizes_i, share)
+
+
+#: The allocation averages p(1 − p) over LLMs drawn from the prior with this many times its
+#: covariance: an LLM unlike the trained ones (stronger than all of them, say) still finds its
+#: uncertain questions sampled; the population prior itself would starve them.
+ALLOCATION_WIDTH = 4.0
+
+
+def outcome_sd(x: np.ndarray, beta: np.ndarray, mean: np.ndarray, cov: np.ndarray,
+               rng: np.random.Generator, n_draws: int = 64) -> np.ndarray:  # fmt: skip
+    """√E[p(1 − p)] per question over (θ, b) drawn from N(mean, ALLOCATION_WIDTH · cov)."""
+    chol = np.linalg.cholesky(ALLOCATION_WIDTH * cov + 1e-12 * np.eye(len(mean)))
+    draws = mean[:, None] + chol @ rng.standard_normal((len(mean), n_draws))
+    p = _sigmoid(x @ draws - beta[:, None])
+    return np.sqrt((p * (1 - p)).mean(1))
 
 
 def _order(stratum: np.ndarray, share: np.ndarray, sizes: np.ndarray, rng: np.random.Generator

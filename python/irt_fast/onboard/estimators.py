@@ -38,10 +38,11 @@ __all__ = [
     "estimate_all",
     "loo_residuals",
     "model_draws",
+    "observed_mean",
     "to_estimate",
 ]
 
-ESTIMATORS = ("aipw", "blend", "model")
+ESTIMATORS = ("aipw", "blend", "mean", "model")
 Z = {0.8: 1.2816, 0.9: 1.6449, 0.95: 1.96, 0.99: 2.5758}
 # (accuracy per group [G], variance per group [G], overall accuracy, overall variance)
 Raw = tuple[np.ndarray, np.ndarray, float, float]
@@ -159,14 +160,26 @@ def aipw(
     y: np.ndarray,
     resid: np.ndarray,
     p_target: np.ndarray,
+    group_error: float = 0.035,
+    x_asked: np.ndarray | None = None,
+    cov: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """The AIPW estimate per group and overall.
+
+    A group's mean residual rests on few answers when k is small, so it is shrunk toward the
+    overall one by λ_g = τ² / (τ² + v_g), τ = ``group_error`` (how far the model's error on one
+    group's accuracy strays from its overall error) and v_g the variance of the group's mean.
 
     Args:
         t: the target.
         idx: asked pool indices ``[k]``; y: their answers.
         resid: leave-one-out residuals of the asked answers ``[k]``.
         p_target: P(correct) of every target question at the posterior mode ``[n_t]``.
+        group_error: τ above.
+        x_asked, cov: design rows of the asked questions and the posterior covariance: the
+            prediction for the target and the one the residuals correct respond differently
+            to an error in (θ, b) when the target and the asked questions differ in make-up;
+            that variance, gᵀΣg with g the difference of the two gradients, is added.
 
     Returns:
         (accuracy [G], variance [G], overall accuracy, overall variance).
@@ -194,6 +207,10 @@ def aipw(
             group_w[g] = np.where(strat_group[h_of] == g, big_n[h_of] * inv[h_of] / ng, 0.0)
         else:
             group_w[g] = overall_w
+    s2 = _stratum_var(resid, h_of, n_strata, y - resid)
+    v_g = (group_w**2 * s2[h_of]).sum(1)
+    lam = group_error**2 / np.maximum(group_error**2 + v_g, 1e-300)
+    group_w = overall_w + lam[:, None] * (group_w - overall_w)
     # unasked target questions: in the pool (its stratum's mean residual, else its group's) or
     # not (its group's)
     free = np.flatnonzero(~asked_t)
@@ -222,7 +239,6 @@ def aipw(
     n = t.counts
     pred = np.bincount(t.tg[free], weights=p_target[free], minlength=t.n_groups)
     acc_g = (obs + pred + coef @ resid) / n
-    s2 = _stratum_var(resid, h_of, n_strata, y - resid)
     var_terms = s2[h_of] * fpc
     out_noise = np.zeros(t.n_groups)
     outs = free[pool_of_target[free] < 0]
@@ -231,6 +247,16 @@ def aipw(
     c_all = coef.sum(0)
     acc = float((obs.sum() + pred.sum() + c_all @ resid) / n.sum())
     var = float(((c_all**2 * var_terms).sum() + out_noise.sum()) / n.sum() ** 2)
+    if x_asked is not None and cov is not None:
+        onehot = (t.tg[free][None, :] == np.arange(t.n_groups)[:, None]).astype(np.float64)
+        pf = p_target[free]
+        g_t = onehot @ (t.xt[free] * (pf * (1 - pf))[:, None])  # [G, p]
+        pa = np.clip(y - resid, 0.0, 1.0)
+        g_s = coef @ (x_asked * (pa * (1 - pa))[:, None])
+        diff = g_t - g_s
+        var_g = var_g + np.einsum("gi,ij,gj->g", diff, cov, diff) / n**2
+        tot = diff.sum(0)
+        var += float(tot @ cov @ tot) / n.sum() ** 2
     return acc_g, var_g, acc, var
 
 
@@ -252,16 +278,16 @@ def _stratum_var(resid: np.ndarray, h_of: np.ndarray, n_strata: int, p_loo: np.n
 def blend(
     acc_a: np.ndarray, var_a: np.ndarray, acc_m: np.ndarray, var_m: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """λ·aipw + (1 − λ)·model (elementwise; see the module docstring). The variance is that of
-    the two combined as if perfectly correlated, (λσ_a + (1 − λ)σ_m)², an upper bound."""
+    """λ·aipw + (1 − λ)·model (elementwise; see the module docstring). The variance is
+    λ²·v_a + (1 − λ²)·v_m: aipw is the model plus a residual correction that, when the model
+    is efficient, is uncorrelated with it (Hausman), so Cov(aipw, model) = v_m."""
     acc_a, var_a, acc_m, var_m = (
         np.asarray(v, dtype=np.float64) for v in (acc_a, var_a, acc_m, var_m)
     )
     vm = np.maximum(var_m, (acc_a - acc_m) ** 2 - var_a)
     lam = vm / np.maximum(vm + var_a, 1e-300)
     acc = lam * acc_a + (1 - lam) * acc_m
-    sd = lam * np.sqrt(var_a) + (1 - lam) * np.sqrt(vm)
-    return acc, sd**2
+    return acc, lam**2 * var_a + (1 - lam**2) * vm
 
 
 def estimate_all(
@@ -303,13 +329,39 @@ def estimate_all(
     if not fitted:
         return dict.fromkeys(ESTIMATORS, out["model"])
     resid = loo_residuals(x_asked, beta_asked, y, w, cov)
-    out["aipw"] = aipw(t, idx, y, resid, _sigmoid(t.xt @ w - t.beta_t))
-    ag, vag, a, va = out["aipw"]
-    mg, vmg, m, vm = out["model"]
-    bg, vbg = blend(ag, vag, mg, vmg)
-    b1, vb1 = blend(np.array([a]), np.array([va]), np.array([m]), np.array([vm]))
-    out["blend"] = (bg, vbg, float(b1[0]), float(vb1[0]))
+    p_t = _sigmoid(t.xt @ w - t.beta_t)
+    out["aipw"] = aipw(t, idx, y, resid, p_t, group_model_error, x_asked, cov)
+    out["mean"] = observed_mean(t, idx, y, p_t)
+    out["blend"] = _blend(out["mean"], out["model"])
+    out["blend_aipw"] = _blend(out["aipw"], out["model"])
     return out
+
+
+def _blend(obs: Raw, mod: Raw) -> Raw:
+    og, vog, o, vo = obs
+    mg, vmg, m, vm = mod
+    bg, vbg = blend(og, vog, mg, vmg)
+    b1, vb1 = blend(np.array([o]), np.array([vo]), np.array([m]), np.array([vm]))
+    return bg, vbg, float(b1[0]), float(vb1[0])
+
+
+def observed_mean(t: Target, idx: np.ndarray, y: np.ndarray, p_target: np.ndarray) -> Raw:
+    """The design-weighted mean of the answers (no model): asked target questions count as
+    answered; an unasked one takes the mean answer of its stratum (in the pool) or of its
+    group's pool questions (Hájek weights N_h / n_h). Its variance adds the Bernoulli noise of
+    the target questions outside the pool, from the model's ``p_target``."""
+    # the difference estimator with a constant prediction, the overall mean: the residual
+    # variance of a stratum holding one answer then falls back to ȳ(1 − ȳ)
+    ybar = float(y.mean())
+    acc_g, var_g, acc, var = aipw(t, idx, y, y - ybar, np.full(len(t.beta_t), ybar), 1.0)
+    asked_t, _ = _observed(t, idx, y)
+    free = np.flatnonzero(~asked_t)
+    out = free[~np.isin(free, t.target_of_pool[t.target_of_pool >= 0])]
+    noise = np.bincount(
+        t.tg[out], weights=p_target[out] * (1 - p_target[out]), minlength=t.n_groups
+    )
+    n = t.counts
+    return acc_g, var_g + noise / n**2, acc, var + float(noise.sum()) / n.sum() ** 2
 
 
 def to_estimate(raw: Raw, t: Target, names: list[Any], n_answers: int, level: float) -> Estimate:

@@ -32,6 +32,8 @@ class Posterior:
         cov: float64 ``[p, p]`` posterior covariance of (θ, b) (p = d + 1) or of θ (p = d).
         n_answers: the number of answers it was fitted from.
         iterations: Newton steps taken.
+        prior_scale: the factor on the prior covariance the fit used (see ``fit_llm``).
+        log_evidence: the Laplace log evidence of the answers under that prior.
     """
 
     theta: np.ndarray
@@ -39,6 +41,8 @@ class Posterior:
     cov: np.ndarray
     n_answers: int
     iterations: int = 0
+    prior_scale: float = 1.0
+    log_evidence: float = float("nan")
 
     @property
     def mean(self) -> np.ndarray:
@@ -120,9 +124,15 @@ def fit_llm(
     has_bias: bool = True,
     max_iter: int = 50,
     tol: float = 1e-10,
+    prior_scales: tuple[float, ...] = (1.0,),
 ) -> Posterior:
     """MAP (θ, b) of one LLM under ``prior`` from its answers ``correct`` to questions with item
     parameters ``alpha`` ``[k, d]``, ``beta`` ``[k]``; Laplace covariance at the optimum.
+
+    ``prior_scales``: the prior covariance is multiplied by each of these in turn and the fit
+    with the largest Laplace evidence p(answers | scale) is kept (type-II maximum likelihood of
+    one width): an LLM unlike the trained population (stronger than all of them, say) makes a
+    wider prior likelier, and its fit is then no longer pulled back to the population.
 
     All-equal answers are allowed (the prior keeps the optimum finite). Raises ``InputError``
     on empty, mismatched or non-finite input, a prior of the wrong dimension, or a fit that
@@ -136,8 +146,49 @@ def fit_llm(
         raise InputError(
             f"prior has dimension {prior.dim}, expected {p} (d = {d}, has_bias = {has_bias})"
         )
+    scales = tuple(float(c) for c in prior_scales)
+    if not scales or not all(np.isfinite(c) and c > 0 for c in scales):
+        raise InputError(f"prior_scales must be positive numbers, got {prior_scales!r}")
     x = np.concatenate([a, np.ones((k, 1))], axis=1) if has_bias else a
-    mu, prec = prior.mean, prior.precision
+    best: tuple[float, np.ndarray, np.ndarray, int, float] | None = None
+    logdet_p = float(np.linalg.slogdet(prior.precision)[1])
+    w0 = prior.mean.copy()
+    for c in scales:
+        w, f, hess, it = _map(x, b, y, prior.mean, prior.precision / c, w0, max_iter, tol, a)
+        w0 = w  # a warm start for the next, wider prior
+        # Laplace: log p(y | c) = -f(ŵ) - ½ log|H| + ½ log|P / c|
+        ev = -f - 0.5 * float(np.linalg.slogdet(hess)[1]) + 0.5 * (logdet_p - p * np.log(c))
+        if best is None or ev > best[0]:
+            best = (ev, w, hess, it, c)
+    assert best is not None
+    ev, w, hess, it, c = best
+    cov = np.linalg.inv(hess)
+    cov = 0.5 * (cov + cov.T)
+    if not (np.isfinite(w).all() and np.isfinite(cov).all()):  # pragma: no cover - defensive
+        raise InputError("the fit diverged (non-finite parameters)")
+    return Posterior(
+        theta=w[:d].copy(),
+        bias=float(w[d]) if has_bias else 0.0,
+        cov=cov,
+        n_answers=k,
+        iterations=it,
+        prior_scale=c,
+        log_evidence=ev,
+    )
+
+
+def _map(
+    x: np.ndarray,
+    b: np.ndarray,
+    y: np.ndarray,
+    mu: np.ndarray,
+    prec: np.ndarray,
+    w: np.ndarray,
+    max_iter: int,
+    tol: float,
+    a: np.ndarray,
+) -> tuple[np.ndarray, float, np.ndarray, int]:
+    """Newton from ``w`` to the MAP under N(mu, prec⁻¹): (ŵ, objective, Hessian, steps)."""
 
     def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
         z = x @ w - b
@@ -145,7 +196,7 @@ def fit_llm(
         return float((_softplus(z) - y * z).sum() + 0.5 * r @ prec @ r), z
 
     x32 = x.astype(np.float32)
-    w = mu.copy()
+    w = w.copy()
     f, z = objective(w)
     it, hess, converged = 0, None, False
     while it < max_iter:
@@ -172,14 +223,4 @@ def fit_llm(
             f"|{scale:.3g}|: trained networks give values of order 1; were the inputs scaled?)"
         )
     assert hess is not None
-    cov = np.linalg.inv(hess)
-    cov = 0.5 * (cov + cov.T)
-    if not (np.isfinite(w).all() and np.isfinite(cov).all()):  # pragma: no cover - defensive
-        raise InputError("the fit diverged (non-finite parameters)")
-    return Posterior(
-        theta=w[:d].copy(),
-        bias=float(w[d]) if has_bias else 0.0,
-        cov=cov,
-        n_answers=k,
-        iterations=it,
-    )
+    return w, f, hess, it

@@ -16,6 +16,7 @@ from .estimators import ESTIMATORS
 __all__ = [
     "DEFAULT_GROUP_MODEL_ERROR",
     "DEFAULT_MODEL_ERROR",
+    "AUTO_SCALES",
     "GREEDY",
     "STRATEGIES",
     "ProbeOptions",
@@ -30,6 +31,8 @@ __all__ = [
 DEFAULT_MODEL_ERROR = 0.0
 DEFAULT_GROUP_MODEL_ERROR = 0.035
 STRATEGIES = ("neyman", "random", "stratified", "variance", "adaptive")
+# prior_scale="auto": the widths of the prior the fit chooses among by evidence
+AUTO_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 GREEDY = ("variance", "adaptive")  # look at the answers: inclusion probabilities unknown
 _LEVELS = (0.8, 0.9, 0.95, 0.99)
 MAX_DRAWS = 100_000
@@ -53,6 +56,9 @@ class ProbeOptions:
         top_frac: greedy strategies: draw among this best fraction, in (0, 1].
         trim: greedy strategies: never ask this fraction with the most extreme α, in [0, 1).
         n_clusters: "neyman": clusters of items per group (1 to 64).
+        prior_scale: "auto" (the fit picks the prior width, a factor in ``AUTO_SCALES`` on its
+            covariance, by evidence: an LLM unlike the trained ones is not pulled back to
+            them) or a number > 0 (a fixed factor; 1 is the population prior as it is).
     """
 
     strategy: str = "neyman"
@@ -66,6 +72,7 @@ class ProbeOptions:
     top_frac: float = 0.25
     trim: float = 0.1
     n_clusters: int = 4
+    prior_scale: float | str = "auto"
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> ProbeOptions:
@@ -105,7 +112,14 @@ class ProbeOptions:
             raise InputError(f"top_frac must be in (0, 1], got {o.top_frac}")
         if not 0 <= inputs.real("trim", o.trim) < 1:
             raise InputError(f"trim must be in [0, 1), got {o.trim}")
+        if o.prior_scale != "auto" and not inputs.real("prior_scale", o.prior_scale) > 0:
+            raise InputError(f"prior_scale must be 'auto' or a number > 0, got {o.prior_scale}")
         return o
+
+    @property
+    def prior_scales(self) -> tuple[float, ...]:
+        """The prior widths the fit chooses among."""
+        return AUTO_SCALES if self.prior_scale == "auto" else (float(self.prior_scale),)
 
     def estimator_for_strategy(self) -> str:
         """The estimator to use: the one given, else the strategy's default."""

@@ -253,7 +253,7 @@ class Probe:
         all_idx = np.concatenate([np.asarray(self._idx, dtype=np.int64), i])
         all_y = np.concatenate([np.asarray(self._y), y])
         post = fit_llm(self.alpha_pool[all_idx], self.beta_pool[all_idx], all_y, self.prior,
-                       has_bias=self.has_bias)  # fmt: skip
+                       has_bias=self.has_bias, prior_scales=self.options.prior_scales)  # fmt: skip
         self.posterior = post
         self._idx, self._y = all_idx.tolist(), all_y.tolist()
         self._asked[i] = True
