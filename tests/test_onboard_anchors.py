@@ -130,11 +130,12 @@ def test_neyman_design_follows_its_allocation_at_every_k(cases) -> None:
     assert set(des.order[:50].tolist()) != set(other.order[:50].tolist())
 
 
-@pytest.mark.parametrize("estimator", ["aipw", "blend"])
-def test_design_estimators_are_unbiased_under_a_wrong_model(cases, estimator) -> None:
+@pytest.mark.parametrize("estimator, most", [("aipw", 0.5), ("blend", 0.75)])
+def test_design_estimators_are_unbiased_under_a_wrong_model(cases, estimator, most) -> None:
     """Item parameters shifted by +2.5 logits (every prediction too low) and the population
     prior kept as it is: the model estimate is biased, the AIPW and blend estimates
-    (residuals with known inclusion probabilities) much less so."""
+    (residuals with known inclusion probabilities) much less so; the blend, which trades
+    bias for variance, in between."""
     bias = {"model": [], estimator: []}
     for c in cases[:20]:
         true = float(c.y_t.mean())
@@ -147,7 +148,7 @@ def test_design_estimators_are_unbiased_under_a_wrong_model(cases, estimator) ->
             est = pr.estimates()
             bias["model"].append(est["model"].accuracy - true)
             bias[estimator].append(est[estimator].accuracy - true)
-    assert abs(np.mean(bias[estimator])) < 0.5 * abs(np.mean(bias["model"]))
+    assert abs(np.mean(bias[estimator])) < most * abs(np.mean(bias["model"]))
 
 
 def test_target_questions_asked_count_as_answered(cases) -> None:

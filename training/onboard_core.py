@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from irt_fast.onboard.anchors import Anchors, estimate_from_anchors
-from irt_fast.onboard.calibration import Calibration
 from irt_fast.onboard.fit import fit_llm
 from irt_fast.onboard.prior import Prior
 from irt_fast.onboard.probe import Probe
+from training.onboard_calibration import Calibration
 
 KS = (10, 25, 50, 100, 200)
 LABELS = {
@@ -38,15 +38,15 @@ LABELS = {
     "random_ridge": "random + ridge (trained LLMs' answers to the same questions)",
     "random_model": "model alone, random questions",
     "random_aipw": "AIPW, random questions",
-    "random_blend": "blend (mean, model), random questions",
+    "random_blend": "blend (AIPW, model), random questions",
     "stratified_model": "model alone, stratified questions",
     "stratified_aipw": "AIPW, stratified questions",
-    "stratified_blend": "blend (mean, model), stratified questions",
+    "stratified_blend": "blend (AIPW, model), stratified questions",
     "neyman_mean": "design-weighted mean, neyman design",
     "neyman_model": "model alone, neyman design",
     "neyman_aipw": "AIPW, neyman design",
-    "neyman_blend": "blend (mean, model), neyman design",
-    "neyman_blend_aipw": "blend (AIPW, model), neyman design",
+    "neyman_blend": "blend (AIPW, model), neyman design: the default",
+    "neyman_blend_mean": "blend (mean, model), neyman design",
     "neyman_calibrated": "calibrated (left-out trained LLMs), neyman design",
     "adaptive": "model, greedy variance criterion (earlier default)",
     "anchors_mean": "fixed anchors, weighted mean",
@@ -174,7 +174,7 @@ def case_rows(
             _advance(pr, case, min(k, len(case.y_pool)), sequential=False)
             idx, y = pr.answers
             est = pr.estimates()
-            for name in ("mean", "model", "aipw", "blend", "blend_aipw"):
+            for name in ("mean", "model", "aipw", "blend", "blend_mean"):
                 if f"{design}_{name}" in methods and f"{design}_{name}" != "random_mean":
                     rows.append(_row(case, f"{design}_{name}", seed, k, est[name]))
             if design == "random" and "random_mean" in methods:

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from irt_fast.onboard.anchors import choose_anchors
-from irt_fast.onboard.calibration import fit_calibration, simulate
 from irt_fast.onboard.prior import Prior
+from training.onboard_calibration import fit_calibration, simulate
 from training.onboard_core import KS, METHODS, Case, run_cases
 from training.onboard_folds import FoldModel, fold_model, load_data, protocol_folds
 

@@ -1,4 +1,4 @@
-"""From a new LLM's answers to its accuracy on a target: the model, AIPW and blend estimators.
+"""From a new LLM's answers to its accuracy on a target: the model, AIPW, mean and blend estimators.
 
 Every estimator counts the answers to asked target questions as they are (a team that samples
 the benchmark it scores knows those answers) and predicts only the unasked ones:
@@ -13,10 +13,15 @@ the benchmark it scores knows those answers) and predicts only the unasked ones:
   (the approximate LOO of the penalised logistic fit, one Newton step: η₋ᵢ = ηᵢ + sᵢ(pᵢ − yᵢ) /
   (1 − pᵢ(1 − pᵢ)sᵢ), sᵢ = xᵢᵀΣxᵢ), so an answer does not vouch for the fit it shaped.
   Unbiased for any model given the design; its variance is that of the residuals.
+- ``"mean"``: no model: the design-weighted mean of the answers (a stratum's unasked questions
+  take its mean answer, Hájek weights N_h / n_h; target questions outside the pool that of
+  their group). Unbiased given the design, whatever the LLM.
 - ``"blend"``: λ·aipw + (1 − λ)·model, λ = v_m / (v_m + v_a): v_a the design variance of the
   AIPW estimate, v_m the model's own error variance (posterior spread, target noise and
   ``model_error``²), raised to (aipw − model)² − v_a when the two disagree by more than the
-  AIPW noise explains (evidence that the model is off for this LLM).
+  AIPW noise explains (evidence that the model is off for this LLM). ``"blend_mean"`` (in
+  ``Probe.estimates`` only, for comparison) blends the mean instead of AIPW: the same overall
+  error in the evaluation, but noisier per group (a group's mean rests on few answers).
 
 Each returns ``(accuracy, variance)`` per target group and overall.
 """
@@ -332,8 +337,8 @@ def estimate_all(
     p_t = _sigmoid(t.xt @ w - t.beta_t)
     out["aipw"] = aipw(t, idx, y, resid, p_t, group_model_error, x_asked, cov)
     out["mean"] = observed_mean(t, idx, y, p_t)
-    out["blend"] = _blend(out["mean"], out["model"])
-    out["blend_aipw"] = _blend(out["aipw"], out["model"])
+    out["blend"] = _blend(out["aipw"], out["model"])
+    out["blend_mean"] = _blend(out["mean"], out["model"])
     return out
 
 

@@ -88,7 +88,7 @@ class ProbeOptions:
             raise InputError(f"strategy must be one of {STRATEGIES}, got {o.strategy!r}")
         if o.estimator is not None and o.estimator not in ESTIMATORS:
             raise InputError(f"estimator must be one of {ESTIMATORS} or None, got {o.estimator!r}")
-        if o.estimator in ("aipw", "blend") and o.strategy in GREEDY:
+        if o.estimator in ("aipw", "blend", "mean") and o.strategy in GREEDY:
             raise InputError(
                 f"estimator {o.estimator!r} needs questions drawn with known inclusion "
                 f"probabilities (strategy 'neyman', 'random' or 'stratified'); strategy "

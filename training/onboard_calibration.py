@@ -1,5 +1,7 @@
-"""A calibration learned by leaving trained LLMs out: a small regression from what a probe sees
-after k answers (the model estimate and the AIPW estimate) to the true accuracy.
+"""The calibrated estimator of the onboarding evaluation: a small regression, learned by leaving
+trained LLMs out, from what a probe sees after k answers (the model estimate and the AIPW
+estimate) to the true accuracy. Measured, it did not earn a place in the probe (its fit on the
+trained LLMs does not carry over to LLMs unlike them: docs/results/onboard), so it lives here.
 
 ``simulate`` onboards LLMs whose answers are all known (the trained ones, on questions split
 into a pseudo-pool and a pseudo-target) with the ``neyman`` design and records, per k, the two
@@ -58,7 +60,7 @@ class Calibration:
 def simulate(cases: list[Any], ks: tuple[int, ...], seeds: list[int]) -> list[dict[str, float]]:
     """Onboard every case (an object with the fields of ``training.onboard_core.Case``) with
     the neyman design; one record per (case, seed, k): k, model, aipw, truth, noise."""
-    from .probe import Probe
+    from irt_fast.onboard.probe import Probe
 
     out = []
     for i, c in enumerate(cases):
