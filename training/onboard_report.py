@@ -154,7 +154,8 @@ def plot(agg: dict[str, Any], path: Path, title: str) -> None:
 
 
 def goals(results: dict[str, Any]) -> list[str]:
-    """The issue's goals at k = 50 for the default (neyman blend) and the best method."""
+    """The goals at k = 50 (ratio to the random mean, coverage) for the default (neyman blend)
+    and the best method of each protocol."""
     out = []
     for protocol, res in results.items():
         by = res["aggregate"]["by"]
