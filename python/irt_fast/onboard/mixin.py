@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 class OnboardMixin:
     """``probe``, ``anchors`` and ``estimate_from_anchors`` of :class:`irt_fast.Model`."""
 
-    prior: Prior
+    if TYPE_CHECKING:
+
+        @property
+        def prior(self) -> Prior: ...  # the model's (irt_fast.pool.PoolMixin.prior)
 
     def probe(self, *, pool: Any, target: Any, groups: Any = None, **kwargs: Any) -> Probe:
         """A test of a new LLM: which questions to ask, and its accuracy on the target.
