@@ -302,7 +302,8 @@ def test_save_over_the_source(model: irt_fast.Model) -> None:
 def test_probe_delegates(model: irt_fast.Model) -> None:
     probe_mod = pytest.importorskip("irt_fast.onboard.probe")
     pool, target = data(50, 1)[0], data(30, 2)[0]
-    p = model.probe(pool=pool, target=target, seed=0)
+    # the prior at its trained width, as add_llm fits (the probe's default chooses the width)
+    p = model.probe(pool=pool, target=target, seed=0, prior_scale=1.0)
     assert isinstance(p, probe_mod.Probe)
     idx = p.next(6)
     y = np.array([1, 0, 1, 1, 0, 1])

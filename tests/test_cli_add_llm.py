@@ -61,7 +61,8 @@ def test_parquet_with_embeddings(model_path: Path, tmp_path: Path, qa, capsys) -
     acc = float(text.split("predicted mean accuracy on them:")[1].split()[0])
     assert acc == pytest.approx(float(m2.predict_proba(x)[:, -1].mean()), abs=1e-4)
     # again with more answers: merged, n_answers grows
-    assert run("add-llm", "--model", out, "--answers", f, "--out", out, "--name", "mine") == 0
+    args = ["add-llm", "--model", out, "--answers", f, "--out", out, "--name", "mine"]
+    assert run(*args, "--in-place") == 0
     assert irt_fast.load(out).llm_info[-1]["n_answers"] == 2 * K
 
 

@@ -92,7 +92,7 @@ def test_record_rejects_bad_input_without_changing_state(cases):
         ([5, 5], [1, 0], "twice"),
         ([5], [np.nan], "0 or 1"),
         ([5], [2], "0 or 1"),
-        ([], [], "non-empty"),
+        ([], [1], "non-empty"),
         ([1.5], [1], "integer"),
     ]:
         with pytest.raises(InputError, match=msg):

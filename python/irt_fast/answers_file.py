@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from irt_fast.data.ids import line
+from irt_fast.data.ids import line, quote
 from irt_fast.data.tables import (
     embedding_matrix,
     find_table,
     label_column,
+    model_column,
     read_table,
     text_column,
 )
@@ -134,7 +135,7 @@ def query_keys(s: pl.Series, file: Path) -> list[str]:
 def _select_llm(df: pl.DataFrame, file: Path, name: str | None) -> tuple[pl.DataFrame, str | None]:
     if "model" not in df.columns:
         return df, name
-    models = df["model"].cast(pl.String)
+    models = model_column(df, file)  # a row without a model name is an error, never dropped
     if name is None:
         uniq = models.drop_nulls().unique().to_list()
         if len(uniq) != 1:
@@ -191,6 +192,6 @@ def _positions(table_keys: list[str], ids: list[str], file: Path) -> np.ndarray:
     missing = [k for k in ids if k not in pos]
     if missing:
         raise DataError(
-            f"{file}: {len(missing)} answered query id(s) not found, e.g. {missing[0]!r}"
+            f"{file}: {len(missing)} answered query id(s) not found, e.g. {quote(missing[0])}"
         )
     return np.array([pos[k] for k in ids], dtype=np.int64)

@@ -20,6 +20,7 @@ from irt_fast import inputs
 from irt_fast._native import _core
 from irt_fast.chunks import iter_chunks
 from irt_fast.errors import EmbedderError, InputError, UnknownLLMError
+from irt_fast.onboard.mixin import OnboardMixin
 from irt_fast.pool import PoolMixin
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class Routed(NamedTuple):
     """The chosen LLM's P(correct) per query (float32 [B])."""
 
 
-class Model(PoolMixin):
+class Model(PoolMixin, OnboardMixin):
     """A trained model loaded into the Rust engine. Create with :func:`irt_fast.load`.
 
     Query inputs (``x``) everywhere are either a float array ``[B, embed_dim]`` (one query may be
@@ -52,7 +53,8 @@ class Model(PoolMixin):
 
     A Model never changes: ``add_llm``/``add_fitted_llm``/``drop_llms`` (from
     :class:`irt_fast.pool.PoolMixin`) return a new one sharing the item network; ``save``
-    writes it, ``probe`` starts an adaptive test of a new LLM.
+    writes it; ``probe``, ``anchors`` and ``estimate_from_anchors`` (from
+    :class:`irt_fast.onboard.mixin.OnboardMixin`) score a new LLM from a few of its answers.
     """
 
     def __init__(

@@ -84,7 +84,7 @@ def name_list(name: str, values: Any) -> list[str]:
 
 
 def llm_name(value: Any) -> str:
-    """A new LLM's name: a non-empty string without surrounding whitespace.
+    """A new LLM's name: a non-empty string without surrounding whitespace, valid Unicode.
 
     Args:
         value: the proposed name.
@@ -96,6 +96,13 @@ def llm_name(value: Any) -> str:
         raise InputError(f"name must be a non-empty string, got {value!r}")
     if value != value.strip():
         raise InputError(f"name must not start or end with whitespace, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(
+            f"name {value!r} is not valid Unicode (a lone surrogate, e.g. from undecodable "
+            "command-line bytes): names are stored as UTF-8"
+        ) from None
     return value
 
 
@@ -157,7 +164,7 @@ def is_missing_label(v: Any) -> bool:
         return False
 
 
-def group_labels(groups: Any, n: int) -> list[Any]:
+def group_labels(groups: Any, n: int, name: str = "groups") -> list[Any]:
     """The ``groups=`` labels of one chunk as a list, checked.
 
     NaN and None are refused (NaN is unequal to itself, so each NaN would silently become a
@@ -166,28 +173,29 @@ def group_labels(groups: Any, n: int) -> list[Any]:
     Args:
         groups: a sequence or array of ``n`` hashable labels.
         n: the number of queries in the chunk.
+        name: the argument's name, for the messages.
 
     Returns:
         The labels (numpy scalars converted to Python values).
     """
-    groups = unmasked("groups", groups)
+    groups = unmasked(name, groups)
     if isinstance(groups, (str, bytes)) or not isinstance(groups, Iterable):
         raise InputError(
-            f"groups must be a sequence of labels, one per query, got {type(groups).__name__}"
+            f"{name} must be a sequence of labels, one per query, got {type(groups).__name__}"
         )
     labs = groups.tolist() if isinstance(groups, np.ndarray) else list(groups)
     if len(labs) != n:
-        raise InputError(f"{len(labs)} group labels for {n} queries")
+        raise InputError(f"{len(labs)} labels in {name} for {n} queries")
     for i, v in enumerate(labs):
         if is_missing_label(v):
             raise InputError(
-                f"groups[{i}] is {v!r}: every query needs a label (name missing ones, e.g. "
+                f"{name}[{i}] is {v!r}: every query needs a label (name missing ones, e.g. "
                 "'unknown'; NaN labels would each form a group of their own)"
             )
         try:
             hash(v)
         except TypeError:
-            raise InputError(f"groups[{i}] is not hashable: {v!r}") from None
+            raise InputError(f"{name}[{i}] is not hashable: {v!r}") from None
     return labs
 
 

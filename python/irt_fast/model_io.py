@@ -42,11 +42,14 @@ def save(model: Any, path: str | os.PathLike[str]) -> Path:
     Raises:
         FileNotFoundError: the source file is gone.
         WeightsFormatError: the source file changed since it was loaded, or cannot be read.
-        InputError: a bad ``path``.
+        InputError: a bad ``path`` (a directory, or under a file).
+        OSError: the file cannot be written (disk full, no permission).
+
+    A symlink at ``path`` keeps pointing where it did: the file it points to is replaced.
+    The temporary file of a save that was killed is removed by the next save to the same path
+    (``irt_fast._atomic``).
     """
-    target = Path(inputs.path_arg("path", path))
-    if target.is_dir():
-        raise InputError(f"path {str(target)!r} is a directory; give a file name")
+    target = _target(Path(inputs.path_arg("path", path)))
     src = model.path
     if src is None or model._source is None:
         raise InputError("this model was not loaded from a weights file, so it cannot be saved")
@@ -68,9 +71,15 @@ def save(model: Any, path: str | os.PathLike[str]) -> Path:
     metadata = _metadata(model, meta)
 
     def write(tmp: str) -> None:
+        from safetensors import SafetensorError
         from safetensors.numpy import save_file
 
-        save_file(tensors, tmp, metadata=metadata)
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except SafetensorError as exc:  # its own class, no OSError even for a full disk
+            if "IoError" in str(exc):
+                raise OSError(f"{target}: cannot write the weights file: {exc}") from None
+            raise WeightsFormatError(f"{target}: cannot be written as safetensors: {exc}") from None
         check = _core().Engine.load(tmp, 1)
         if list(check.llm_names) != model.llm_names:  # pragma: no cover - a writer bug
             raise WeightsFormatError(f"{tmp}: the written file does not read back its LLMs")
@@ -81,6 +90,21 @@ def save(model: Any, path: str | os.PathLike[str]) -> Path:
         # of this model read it from there.
         st = os.stat(target)
         model._source = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return target
+
+
+def _target(target: Path) -> Path:
+    """The file to write: a symlink's target (the link stays a link), checked to be a file
+    path whose existing ancestors are directories."""
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
+    if target.is_dir():
+        raise InputError(f"path {str(target)!r} is a directory; give a file name")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"path {str(target)!r}: {str(parent)!r} is not a directory")
+            break
     return target
 
 

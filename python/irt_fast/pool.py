@@ -25,7 +25,6 @@ from irt_fast.errors import InputError, UnknownLLMError, WeightsFormatError
 if TYPE_CHECKING:
     from irt_fast.onboard.fit import Posterior
     from irt_fast.onboard.prior import Prior
-    from irt_fast.onboard.probe import Probe
 
 Answers = tuple[np.ndarray, np.ndarray, np.ndarray]  # alpha [k, d], beta [k], correct [k]
 
@@ -113,9 +112,20 @@ class PoolMixin:
 
         Returns:
             A new Model; this one is unchanged.
+
+        Raises:
+            InputError: no Posterior, a bad name, a clash without ``replace=True``, answers or
+                item parameters of the wrong shape or not finite.
         """
+        from irt_fast.onboard.fit import Posterior
+
         name = inputs.llm_name(name)
         replace = _flag("replace", replace)
+        if not isinstance(posterior, Posterior):
+            raise InputError(
+                "posterior must be an irt_fast.onboard.fit.Posterior (from fit_llm or "
+                f"Probe.posterior, which is None before any answer), got {type(posterior).__name__}"
+            )
         self._check_clash(name, replace, allow_added=False)
         c = inputs.binary_answers(correct)
         a = _float_array("alpha", alpha, (c.shape[0], self.d))
@@ -169,23 +179,6 @@ class PoolMixin:
         from irt_fast.model_io import save
 
         return save(self, path)
-
-    def probe(self, *, pool: Any, target: Any, groups: Any = None, **kwargs: Any) -> Probe:
-        """An adaptive test of a new LLM (``irt_fast.onboard.probe.Probe``).
-
-        Args:
-            pool: the questions you can run, ``[n_pool, embed_dim]`` (or texts).
-            target: the questions whose accuracy you want, ``[n_target, embed_dim]`` (or texts).
-            groups: a label per target question for per-group estimates.
-            **kwargs: passed to ``Probe``.
-
-        Returns:
-            The Probe: ``next(n)``, ``record(idx, answers)``, ``estimate()``,
-            ``add_to(model, name)``.
-        """
-        from irt_fast.onboard.probe import Probe
-
-        return Probe(self, pool, target, groups=groups, **kwargs)
 
     # ---------------------------------------------------------------- internals
 

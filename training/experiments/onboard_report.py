@@ -1,4 +1,10 @@
-"""Tables and the plot of the onboarding evaluation (training.experiments.onboard_eval)."""
+"""Tables and plots of the onboarding evaluation (training.experiments.onboard_eval).
+
+Errors are in points of accuracy (×100): the mean over LLMs of each LLM's absolute error
+averaged over seeds (the LLM is the unit the CIs resample). The ratio of a method to the mean
+of k random answers is paired: the same LLMs and seeds, the ratio of the two mean errors, its
+95% CI from 1000 bootstrap resamples of the LLMs.
+"""
 
 from __future__ import annotations
 
@@ -7,197 +13,177 @@ from typing import Any
 
 import numpy as np
 
+from training.experiments.onboard_core import LABELS
 from training.evaluation.plots import figure
 
-LABELS = {
-    "random": "fit, random questions",
-    "stratified": "fit, stratified questions",
-    "adaptive": "fit, adaptive (p(1-p), stratified, trimmed)",
-    "variance": "fit, target-variance reduction (stratified, trimmed; default)",
-}
+BASE = "random_mean"
+GOAL_K = 50
+N_BOOT = 1000
 
 
-def _llm_means(rows: list[dict[str, Any]], col: str) -> np.ndarray:
-    """``col`` averaged over seeds per LLM (the unit the CIs resample)."""
-    llms = sorted({r["llm"] for r in rows})
-    return np.array([np.mean([r[col] for r in rows if r["llm"] == m]) for m in llms])
+def _per_llm(rows: list[dict[str, Any]], col: str) -> dict[str, float]:
+    acc: dict[str, list[float]] = {}
+    for r in rows:
+        v = r[col]
+        if v is not None and np.isfinite(v):
+            acc.setdefault(r["llm"], []).append(float(v))
+    return {m: float(np.mean(v)) for m, v in acc.items()}
 
 
-def _ci(v: np.ndarray, seed: int = 0, n_boot: int = 1000) -> list[float]:
-    idx = np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))
-    m = v[idx].mean(1)
-    return [float(np.quantile(m, 0.025)), float(np.quantile(m, 0.975))]
+def _boot(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, (N_BOOT, n))
 
 
 def aggregate(rows: list[dict[str, Any]], floors: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per (strategy, k): mean / p90 abs error (points of accuracy ×100), CI over LLMs,
-    bench RMSE, AUC, coverage; baselines from the same draws; the floor; question saving."""
-    out: dict[str, Any] = {"by": {}, "baselines": {}}
-    strategies = sorted({r["strategy"] for r in rows}, key=list(LABELS).index)
-    ks = sorted({r["k"] for r in rows})
-    for s in strategies:
-        for k in ks:
-            sel = [r for r in rows if r["strategy"] == s and r["k"] == k]
-            e = _llm_means(sel, "abs_err")
-            out["by"][f"{s}|{k}"] = {
-                "strategy": s,
-                "k": k,
-                "mae": 100 * float(e.mean()),
-                "mae_ci": [100 * x for x in _ci(e)],
-                "p90": 100 * float(np.quantile([r["abs_err"] for r in sel], 0.9)),
-                "bench_rmse": 100 * float(np.mean([r["bench_rmse"] for r in sel])),
-                "auc": float(np.mean([r["auc"] for r in sel])),
-                "coverage": float(np.mean([r["covered"] for r in sel])),
-                "bench_coverage": float(np.mean([r["bench_covered"] for r in sel])),
-                "se": 100 * float(np.mean([r["se"] for r in sel])),
-            }
-    for name, s, col in (
-        ("sample mean", "random", "mean_err"),
-        ("stratified mean", "stratified", "strat_mean_err"),
+    """Per (method, k): MAE with CI, ratio to the random mean with CI, 90% coverage,
+    per-benchmark RMSE; the floors with their ratio to the random mean at k = 50."""
+    by: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault((r["method"], r["k"]), []).append(r)
+    out: dict[str, Any] = {"by": {}, "floors": {}}
+    for (method, k), sel in sorted(
+        by.items(), key=lambda t: (list(LABELS).index(t[0][0]), t[0][1])
     ):
-        for k in ks:
-            sel = [r for r in rows if r["strategy"] == s and r["k"] == k]
-            if sel:
-                e = _llm_means(sel, col)
-                out["baselines"][f"{name}|{k}"] = {
-                    "k": k,
-                    "mae": 100 * float(e.mean()),
-                    "mae_ci": [100 * x for x in _ci(e)],
-                    "p90": 100 * float(np.quantile([r[col] for r in sel], 0.9)),
-                    "bench_rmse": 100 * float(np.mean([r["mean_bench_rmse"] for r in sel]))
-                    if s == "stratified"
-                    else None,
-                }
-    # Paired with random selection (same LLMs, seeds averaged): strategy − random, in points.
-    out["vs_random"] = {}
-    for s in strategies:
-        for k in ks:
-            a = [r for r in rows if r["strategy"] == s and r["k"] == k]
-            b = [r for r in rows if r["strategy"] == "random" and r["k"] == k]
-            if s != "random" and a and b:
-                diff = 100 * (_llm_means(a, "abs_err") - _llm_means(b, "abs_err"))
-                base = 100 * float(_llm_means(b, "abs_err").mean())
-                out["vs_random"][f"{s}|{k}"] = {
-                    "diff": float(diff.mean()),
-                    "ci": _ci(diff),
-                    "rel": float(diff.mean()) / base,
-                }
-    fe = np.abs([f["err"] for f in floors])
-    out["floor"] = {
-        "mae": 100 * float(fe.mean()),
-        "mae_ci": [100 * x for x in _ci(fe)],
-        "p90": 100 * float(np.quantile(fe, 0.9)),
-        "bench_rmse": 100 * float(np.mean([f["bench_rmse"] for f in floors])),
-        "auc": float(np.mean([f["auc"] for f in floors])),
-    }
-    # Sample-mean error ∝ 1/√k: fit c on every k, then k* with c/√k* = adaptive MAE at 50.
-    bm = [
-        (k, out["baselines"][f"sample mean|{k}"]["mae"])
-        for k in ks
-        if f"sample mean|{k}" in out["baselines"]
-    ]
-    if bm and "variance|50" in out["by"]:
-        c = float(np.exp(np.mean([np.log(m) + 0.5 * np.log(k) for k, m in bm])))
-        target = out["by"]["variance|50"]["mae"]
-        out["saving"] = {"c": c, "k_equiv": (c / target) ** 2, "adaptive_mae_50": target}
+        e = _per_llm(sel, "abs_err")
+        llms = sorted(e)
+        v = np.array([e[m] for m in llms])
+        idx = _boot(len(v))
+        entry = {
+            "method": method,
+            "k": k,
+            "n_llms": len(v),
+            "mae": 100 * float(v.mean()),
+            "mae_ci": [100 * float(q) for q in np.quantile(v[idx].mean(1), [0.025, 0.975])],
+            "coverage": _mean([r["covered"] for r in sel]),
+            "bench_rmse": 100 * _mean([r["bench_rmse"] for r in sel]),
+            "se": 100 * _mean([r["se"] for r in sel]),
+        }
+        base = _per_llm(by.get((BASE, k), []), "abs_err")
+        if base and method != BASE:
+            b = np.array([base[m] for m in llms])
+            entry["ratio"] = float(v.mean() / b.mean())
+            entry["ratio_ci"] = [
+                float(q) for q in np.quantile(v[idx].mean(1) / b[idx].mean(1), [0.025, 0.975])
+            ]
+        out["by"][f"{method}|{k}"] = entry
+    base50 = _per_llm(by.get((BASE, GOAL_K), []), "abs_err")
+    for name in sorted({f["method"] for f in floors}):
+        sel = [f for f in floors if f["method"] == name]
+        e = {f["llm"]: f["abs_err"] for f in sel}
+        llms = sorted(e)
+        v = np.array([e[m] for m in llms])
+        idx = _boot(len(v))
+        fl = {"mae": 100 * float(v.mean()),
+              "mae_ci": [100 * float(q) for q in np.quantile(v[idx].mean(1), [0.025, 0.975])]}  # fmt: skip
+        if base50:
+            b = np.array([base50[m] for m in llms])
+            fl["ratio_at_50"] = float(v.mean() / b.mean())
+        out["floors"][name] = fl
     return out
 
 
+def _mean(vals: list[Any]) -> float:
+    v = [float(x) for x in vals if x is not None and np.isfinite(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def _fmt(x: float, nd: int = 2) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.{nd}f}"
+
+
 def markdown(agg: dict[str, Any], header: str) -> str:
-    lines = [
-        header,
-        "",
-        "Absolute error of the predicted overall target accuracy, in points (×100): mean "
-        "[95% CI resampling LLMs, seeds averaged first] and 90th percentile; per-benchmark "
-        "RMSE in points; pair AUC on the target answers; share of 90% intervals covering "
-        "the true accuracy (overall / per benchmark).",
-        "",
-        "| method | k | MAE | 90th pct | bench RMSE | AUC | 90% coverage | bench coverage |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in agg["by"].values():
+    """The tables of one (data set, protocol)."""
+    ks = sorted({e["k"] for e in agg["by"].values()})
+    methods = list(dict.fromkeys(e["method"] for e in agg["by"].values()))
+    lines = [header, "", "Mean absolute error of the predicted target accuracy, points, by k "
+             "(ratio to the mean of k random answers in brackets):", "",
+             "| method | " + " | ".join(f"k={k}" for k in ks) + " |",
+             "|---|" + "---:|" * len(ks)]  # fmt: skip
+    for m in methods:
+        cells = []
+        for k in ks:
+            e = agg["by"].get(f"{m}|{k}")
+            if e is None:
+                cells.append("")
+            else:
+                r = f" ({e['ratio']:.2f}×)" if "ratio" in e else ""
+                cells.append(f"{e['mae']:.2f}{r}")
+        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
+    for name, fl in agg["floors"].items():
+        what = "model" if name.endswith("model") else "AIPW"
+        r = f" ({fl['ratio_at_50']:.2f}× the k=50 random mean)" if "ratio_at_50" in fl else ""
         lines.append(
-            f"| {LABELS[r['strategy']]} | {r['k']} | {r['mae']:.2f} [{r['mae_ci'][0]:.2f}, "
-            f"{r['mae_ci'][1]:.2f}] | {r['p90']:.2f} | {r['bench_rmse']:.2f} | {r['auc']:.3f} | "
-            f"{r['coverage']:.2f} | {r['bench_coverage']:.2f} |"
+            f"| floor: {what} from all pool answers | {fl['mae']:.2f}{r} |" + " |" * (len(ks) - 1)
         )
-    for name, r in agg["baselines"].items():
-        n, k = name.split("|")
-        br = "–" if r["bench_rmse"] is None else f"{r['bench_rmse']:.2f}"
-        lines.append(
-            f"| {n} of the answers | {k} | {r['mae']:.2f} [{r['mae_ci'][0]:.2f}, "
-            f"{r['mae_ci'][1]:.2f}] | {r['p90']:.2f} | {br} | – | – | – |"
-        )
-    f = agg["floor"]
-    lines.append(
-        f"| floor: fit from all training answers | all | {f['mae']:.2f} "
-        f"[{f['mae_ci'][0]:.2f}, {f['mae_ci'][1]:.2f}] | {f['p90']:.2f} | "
-        f"{f['bench_rmse']:.2f} | {f['auc']:.3f} | – | – |"
-    )
-    if agg.get("vs_random"):
-        lines += [
-            "",
-            "Paired with random selection (same fit, same LLMs; seeds averaged per LLM): "
-            "MAE difference in points [95% CI resampling LLMs] (relative):",
-            "",
-            "| strategy | "
-            + " | ".join(
-                f"k={k}" for k in sorted({v.split("|")[1] for v in agg["vs_random"]}, key=int)
-            )
-            + " |",
-            "|---|" + "---:|" * len({v.split("|")[1] for v in agg["vs_random"]}),
-        ]
-        for st in dict.fromkeys(v.split("|")[0] for v in agg["vs_random"]):
-            cells = [
-                f"{d['diff']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}] ({d['rel']:+.0%})"
-                for key, d in agg["vs_random"].items()
-                if key.startswith(st + "|")
-            ]
-            lines.append(f"| {LABELS[st]} | " + " | ".join(cells) + " |")
-    if "saving" in agg:
-        s = agg["saving"]
-        lines += [
-            "",
-            f"Question saving: the sample mean's error follows {s['c']:.1f}/√k "
-            f"points (fitted on every k); to match the default selection at k = 50 "
-            f"({s['adaptive_mae_50']:.2f} points) it needs k ≈ {s['k_equiv']:.0f} "
-            "random answers.",
-        ]
+    lines += ["", f"At k = {GOAL_K}: MAE [95% CI], ratio to the random mean [95% CI, paired over "
+              "LLMs], share of 90% intervals covering the truth, per-benchmark RMSE:", "",
+              "| method | MAE | ratio | 90% coverage | bench RMSE |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for m in methods:
+        e = agg["by"].get(f"{m}|{GOAL_K}")
+        if e is None:
+            continue
+        ratio = (f"{e['ratio']:.2f} [{e['ratio_ci'][0]:.2f}, {e['ratio_ci'][1]:.2f}]"
+                 if "ratio" in e else "1")  # fmt: skip
+        lines.append(f"| {LABELS[m]} | {e['mae']:.2f} [{e['mae_ci'][0]:.2f}, {e['mae_ci'][1]:.2f}] | "
+                     f"{ratio} | {_fmt(e['coverage'])} | {_fmt(e['bench_rmse'])} |")  # fmt: skip
     return "\n".join(lines)
 
 
+PLOTTED = ("random_mean", "random_ridge", "neyman_model", "neyman_aipw", "neyman_blend",
+           "neyman_calibrated", "adaptive", "anchors_blend")  # fmt: skip
+
+
 def plot(agg: dict[str, Any], path: Path, title: str) -> None:
-    with figure(path, 1, 1, figsize=(7, 4.5), dpi=110) as (_, ax):
-        for s, style in (
-            ("adaptive", "o-"),
-            ("random", "s-"),
-            ("stratified", "^-"),
-            ("variance", "x-"),
-        ):
-            pts = [r for r in agg["by"].values() if r["strategy"] == s]
-            if pts:
-                ax.errorbar(
-                    [r["k"] for r in pts],
-                    [r["mae"] for r in pts],
-                    yerr=np.array(
-                        [[r["mae"] - r["mae_ci"][0], r["mae_ci"][1] - r["mae"]] for r in pts]
-                    ).T,
-                    fmt=style,
-                    capsize=2,
-                    label=LABELS[s],
-                )
-        for name, style in (("sample mean", "k--"), ("stratified mean", "k:")):
-            pts = [r for n, r in agg["baselines"].items() if n.startswith(name)]
-            if pts:
-                ax.plot(
-                    [r["k"] for r in pts],
-                    [r["mae"] for r in pts],
-                    style,
-                    label=f"{name} of the k answers",
-                )
-        ax.axhline(agg["floor"]["mae"], color="gray", lw=1, label="floor (all answers)")
+    """Error against k for the main methods, with the floor."""
+    with figure(path, 1, 1, figsize=(7.5, 4.8), dpi=110) as (_, ax):
+        for m in PLOTTED:
+            pts = sorted((e for e in agg["by"].values() if e["method"] == m), key=lambda e: e["k"])
+            if not pts:
+                continue
+            ax.errorbar([e["k"] for e in pts], [e["mae"] for e in pts],
+                        yerr=np.array([[e["mae"] - e["mae_ci"][0], e["mae_ci"][1] - e["mae"]] for e in pts]).T,
+                        fmt="--" if m == BASE else "o-", capsize=2, label=LABELS[m], ms=3)  # fmt: skip
+        fl = agg["floors"].get("floor_model")
+        if fl:
+            ax.axhline(fl["mae"], color="gray", lw=1, label="floor: model from all answers")
         ax.set_xscale("log")
         ax.set_xlabel("k answers of the new LLM")
         ax.set_ylabel("mean |error| of target accuracy (points)")
         ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6.5)
+
+
+def goals(results: dict[str, Any]) -> list[str]:
+    """The goals at k = 50 (ratio to the random mean, coverage) for the default (neyman blend)
+    and the best method of each protocol."""
+    out = []
+    for protocol, res in results.items():
+        by = res["aggregate"]["by"]
+        cands = [e for e in by.values() if e["k"] == GOAL_K and "ratio" in e]
+        if not cands:
+            continue
+        best = min(cands, key=lambda e: e["ratio"])
+        shown = [by.get(f"neyman_blend|{GOAL_K}"), best]
+        for e in [e for i, e in enumerate(shown) if e is not None and e not in shown[:i]]:
+            out.append(f"- protocol {protocol}, {LABELS[e['method']]}: {e['ratio']:.2f}× the random mean "
+                       f"[{e['ratio_ci'][0]:.2f}, {e['ratio_ci'][1]:.2f}], 90% coverage {_fmt(e['coverage'])}")  # fmt: skip
+    return out
+
+
+def report(results: dict[str, Any], name: str, out_dir: Path) -> str:
+    """The markdown report of one data set (every protocol), with its plots."""
+    titles = {"random": "protocol (a): random folds of LLMs",
+              "extrapolate": "protocol (b): trained on the weaker half, the strongest 30% onboarded"}  # fmt: skip
+    parts = [f"# Onboarding new LLMs: {name}", "", "Goals at k = 50 (ratio to the random mean "
+             "[95% CI], 90% interval coverage):", "", *goals(results)]  # fmt: skip
+    for protocol, res in results.items():
+        info = res["info"]
+        folds = info["folds"]
+        head = (f"## {name}, {titles.get(protocol, protocol)}\n\n"
+                f"{sum(f['onboarded'] for f in folds)} LLMs onboarded in {len(folds)} fold(s) "
+                f"(trained on {', '.join(str(f['trained']) for f in folds)} LLMs); seeds "
+                f"{info['seeds']}; {info['minutes']:.0f} min.")  # fmt: skip
+        png = out_dir / f"{name}_{protocol}.png"
+        plot(res["aggregate"], png, f"{name}, {titles.get(protocol, protocol)}")
+        parts += ["", markdown(res["aggregate"], head), "", f"![error vs k]({png.name})"]
+    return "\n".join(parts) + "\n"

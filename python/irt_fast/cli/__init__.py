@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Sequence
 
 # Module names under irt_fast.cli, in the order `irt-fast --help` lists them.
-COMMANDS = ("add_llm", "models", "score", "serve", "train")
+COMMANDS = ("add_llm", "anchors", "models", "score", "serve", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="irt-fast",
         description=(
             "Item response theory for LLM routing and benchmark prediction: train a model, "
-            "add LLMs to it, score query sets of any size, build the offline embedders, "
-            "serve it as a routing gateway."
+            "add LLMs to it, choose anchor questions to score new LLMs, score query sets of any "
+            "size, serve it as a routing gateway, build the offline embedders."
         ),
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

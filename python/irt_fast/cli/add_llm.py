@@ -40,6 +40,11 @@ def register(sub: Any) -> None:
         help="replace an LLM of that name (a trained one, or an added one's earlier answers)",
     )
     a.add_argument("--embedder", help="embedder id or local directory for text questions")
+    a.add_argument(
+        "--in-place",
+        action="store_true",
+        help="allow --out to be the --model file itself (it is rewritten); refused otherwise",
+    )
     a.set_defaults(run=guarded(run))
 
 
@@ -59,9 +64,13 @@ def add_llm(args: argparse.Namespace) -> str:
         The summary printed on success.
     """
     import irt_fast
+    from irt_fast import inputs
     from irt_fast.answers_file import read_answers
     from irt_fast.errors import DataError
 
+    if args.name is not None:
+        inputs.llm_name(args.name)
+    _check_out(args.model, args.out, args.in_place)
     model = irt_fast.load(args.model)
     ans = read_answers(
         args.answers, name=args.name, queries=args.queries, embed_dim=model.embed_dim
@@ -69,9 +78,14 @@ def add_llm(args: argparse.Namespace) -> str:
     name = args.name or ans.name
     if name is None:
         raise DataError(f"{args.answers}: no 'model' column to take the name from: pass --name")
+    name = inputs.llm_name(name)
+    model._check_clash(name, args.replace, allow_added=True)
     x: Any = ans.embeddings if ans.embeddings is not None else ans.texts
-    if ans.texts is not None:  # the one slow step: say what is happening
+    if ans.texts is not None:  # the one slow step: say what is happening, once it can start
+        from irt_fast.embedders.registry import resolve
+
         which = args.embedder or model.embedder["name"]
+        resolve(which, from_file=args.embedder is None)
         print(f"embedding {len(ans.texts)} question texts with {which} ...", file=sys.stderr)
     new, post, alpha, beta, correct = model._add_llm(
         name, x, ans.correct, replace=args.replace, embedder=args.embedder
@@ -88,6 +102,22 @@ def add_llm(args: argparse.Namespace) -> str:
         f"  the model now has {new.n_llms} LLMs; written to {out}",
     ]
     return "\n".join(lines)
+
+
+def _check_out(model: str, out: str, in_place: bool) -> None:
+    """Refuse ``--out`` naming the ``--model`` file (same path, or the same file through a
+    link) unless ``--in-place``: rewriting the model a team loads should be deliberate."""
+    import os
+
+    from irt_fast.errors import InputError
+
+    same = os.path.realpath(out) == os.path.realpath(model)
+    if not same and os.path.exists(out) and os.path.exists(model):
+        same = os.path.samefile(out, model)
+    if same and not in_place:
+        raise InputError(
+            f"--out {out} is the --model file: pass --in-place to rewrite it, or write elsewhere"
+        )
 
 
 def predicted_accuracy(

@@ -36,7 +36,7 @@ from ..errors import DataError, InputError
 from .assemble import RowLocator, assemble
 from .dataset import Dataset
 from .embedllm import EMBEDLLM_FILES, load_embedllm
-from .ids import id_column, line, lookup
+from .ids import id_column, line, lookup, quote
 from .tables import (
     FORMATS,
     embedding_matrix,
@@ -122,7 +122,7 @@ def _check_same_id_type(
     text = raw.cast(pl.String).str.strip_chars()
     row = int((~text.str.contains(r"^[+-]?\d+$")).arg_true()[0])
     raise DataError(
-        f"{qfile}: column 'query_id', row {row}{line(qfile, row)}: {raw[row]!r} is not an "
+        f"{qfile}: column 'query_id', row {row}{line(qfile, row)}: {quote(raw[row])} is not an "
         f"integer id, but every query id in {resp_file} is; use integer ids or string ids in "
         "every file"
     )
@@ -147,7 +147,7 @@ def load_costs(path: str | os.PathLike[str], llm_names: Iterable[str]) -> np.nda
     if bad.any():
         row = first(bad)
         raise DataError(
-            f"{file}: column 'cost', row {row}{line(file, row)}: {raw[row]!r} is not a "
+            f"{file}: column 'cost', row {row}{line(file, row)}: {quote(raw[row])} is not a "
             "finite number >= 0"
         )
     order = list(llm_names)
@@ -156,11 +156,11 @@ def load_costs(path: str | os.PathLike[str], llm_names: Iterable[str]) -> np.nda
     for row, (name, value) in enumerate(zip(names, vals.to_list(), strict=True)):
         if name not in index:
             raise DataError(
-                f"{file}: column 'model', row {row}{line(file, row)}: unknown LLM {name!r}"
+                f"{file}: column 'model', row {row}{line(file, row)}: unknown LLM {quote(name)}"
             )
         if not np.isnan(out[index[name]]):
             raise DataError(
-                f"{file}: column 'model', row {row}{line(file, row)}: {name!r} given twice"
+                f"{file}: column 'model', row {row}{line(file, row)}: {quote(name)} given twice"
             )
         out[index[name]] = value
     missing = [order[i] for i in np.flatnonzero(np.isnan(out))]

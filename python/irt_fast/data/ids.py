@@ -24,6 +24,20 @@ _I64_MAX = 2**63 - 1
 _INT_RE = r"^[+-]?\d+$"
 
 
+#: Characters of a file's content an error message quotes: a garbage file must not turn into a
+#: garbage message (a 5 MB cell, control bytes).
+QUOTE_LIMIT = 80
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` (control characters escaped) cut to ``limit`` characters, saying how
+    much was left out."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def line(file: Path, row: int) -> str:
     return f" (line {row + 2})" if file.suffix.lower() == ".csv" else ""
 
@@ -34,12 +48,12 @@ def _where(file: Path, col: str, row: int) -> str:
 
 def fmt_id(v: object) -> str:
     """An id for a message: ``42`` for an integer id, ``'arc:1'`` for a string id."""
-    return repr(v) if isinstance(v, str) else str(int(v))  # type: ignore[call-overload]
+    return quote(v) if isinstance(v, str) else str(int(v))  # type: ignore[call-overload]
 
 
 def _out_of_range(file: Path, col: str, row: int, value: object) -> DataError:
     return DataError(
-        f"{_where(file, col, row)}: {value!r} is out of range (integer ids must fit in a signed "
+        f"{_where(file, col, row)}: {quote(value)} is out of range (integer ids must fit in a signed "
         "64-bit integer; write large ids as strings)"
     )
 
@@ -68,7 +82,7 @@ def id_column(df: pl.DataFrame, col: str, file: Path, *, as_str: bool | None = N
             return s.rename("query_id")
         if not is_int.all():
             row = int((~is_int).arg_true()[0])
-            raise DataError(f"{_where(file, col, row)}: {s[row]!r} is not an integer id")
+            raise DataError(f"{_where(file, col, row)}: {quote(s[row])} is not an integer id")
         out = stripped.cast(pl.Int64, strict=False)
         if out.null_count():  # only digits, yet no Int64: too large
             row = int(out.is_null().arg_true()[0])
@@ -89,7 +103,7 @@ def id_column(df: pl.DataFrame, col: str, file: Path, *, as_str: bool | None = N
         whole = v == np.round(v)
         if not whole.all():
             row = int(np.argmin(whole))
-            raise DataError(f"{_where(file, col, row)}: {s[row]!r} is not an integer id")
+            raise DataError(f"{_where(file, col, row)}: {quote(s[row])} is not an integer id")
         out = pl.Series(v.astype(np.int64))
     else:
         raise DataError(f"{file}: column '{col}' must hold integer or string ids, not {dt}")

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import DataError
-from .ids import fmt_id, id_column, line
+from .ids import QUOTE_LIMIT, fmt_id, id_column, line, quote
 
 FORMATS = ("parquet", "csv", "jsonl")
 DEFAULT_BENCHMARK = "unknown"
@@ -70,7 +70,7 @@ def read_table(file: Path, required: list[str], optional: Iterable[str] = ()) ->
     except DataError:
         raise
     except (pl.exceptions.PolarsError, OSError, ValueError) as e:
-        raise DataError(f"{file}: cannot be read as {ext}: {e}") from e
+        raise DataError(f"{file}: cannot be read as {ext}: {_cut(str(e))}") from e
     require_columns(file, df.columns, required)
     return df.select([c for c in wanted if c in df.columns])
 
@@ -78,10 +78,18 @@ def read_table(file: Path, required: list[str], optional: Iterable[str] = ()) ->
 def require_columns(file: Path, names: list[str], required: list[str]) -> None:
     missing = [c for c in required if c not in names]
     if missing:
+        found = _cut(", ".join(quote(n) for n in names[:20]), 4 * QUOTE_LIMIT)
+        more = f" and {len(names) - 20} more" if len(names) > 20 else ""
         raise DataError(
             f"{file}: missing column(s) {', '.join(repr(c) for c in missing)} "
-            f"(found: {', '.join(names) or 'none'})"
+            f"(found: {found or 'none'}{more})"
         )
+
+
+def _cut(text: str, limit: int = 4 * QUOTE_LIMIT) -> str:
+    """A library's message about a file, cut (it may quote the file's content)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more)"
 
 
 def first(mask: pl.Series) -> int:
@@ -136,7 +144,8 @@ def label_column(df: pl.DataFrame, col: str, file: Path) -> pl.Series:
     if bad.any():
         row = first(bad)
         raise DataError(
-            f"{file}: column '{col}', row {row}{line(file, row)}: {s[row]!r} is not a 0/1 label"
+            f"{file}: column '{col}', row {row}{line(file, row)}: {quote(s[row])} is not a 0/1 "
+            "label"
         )
     return out.rename("correct")
 
