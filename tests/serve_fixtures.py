@@ -36,14 +36,14 @@ TOKEN = "gw-token-SECRET-a1b2c3"
 
 def require_embedder() -> None:
     """Skip unless the static embedder the test models name is built."""
-    from irt_fast import models
+    from irt_fast.embedders.registry import kind_of, local_dir
 
     try:
-        built = models.kind_of(models.resolve(EMBEDDER)) is not None
+        built = kind_of(local_dir(EMBEDDER)) is not None
     except Exception as e:  # noqa: BLE001 - any failure means: not available here
-        pytest.skip(f"{EMBEDDER} not available ({e}): python -m irt_fast.models setup")
+        pytest.skip(f"{EMBEDDER} not available ({e}): irt-fast models setup")
     if not built:
-        pytest.skip(f"{EMBEDDER} is not built: python -m irt_fast.models setup")
+        pytest.skip(f"{EMBEDDER} is not built: irt-fast models setup")
 
 
 def write_model(path: Path, biases: tuple[float, ...] = BIASES, seed: int = 1) -> Path:

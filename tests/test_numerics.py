@@ -185,3 +185,24 @@ def test_export_writes_no_subnormal(tmp_path: Path) -> None:
     assert tensors["experts.w1"][0, 5, 0] == model.item_net.w1[0, 5, 0].item() != 0
     assert tensors["experts.w1"][0, 1, 0] == 0  # was 1e-36
     assert n_subnormal(model.parameters()) == before  # the model itself is not changed
+
+
+def test_a_command_run_in_process_gives_the_thread_its_flag_back() -> None:
+    """``training.fit.main`` (and the other training commands) flush subnormals while they run
+    and leave the calling thread's arithmetic as it was: a test or notebook that runs them
+    in-process must still see subnormal numbers (hypothesis, for one, refuses to run without)."""
+    code = (
+        "from training import numerics\n"
+        "seen = []\n"
+        "@numerics.flushing_denormals\n"
+        "def main():\n"
+        "    seen.append(numerics.this_thread_flushes())\n"
+        "assert not numerics.this_thread_flushes()\n"
+        "main()\n"
+        "assert seen == [True], seen\n"
+        "assert not numerics.this_thread_flushes()\n"
+        "numerics.flush_denormals()\n"
+        "main()\n"
+        "assert numerics.this_thread_flushes()  # a caller that flushed keeps flushing\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

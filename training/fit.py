@@ -36,7 +36,7 @@ from training.export import atomic_write, save_model
 from training.loop import TrainOptions, evaluate, fit_model, prior_metrics, resolve_device
 from training.metrics import pearson, unit_rows
 from training.model import IrtModel
-from training.numerics import flush_denormals
+from training.numerics import flushing_denormals
 from training.pairs import matrices
 from training.presets import TRAIN_METHODS
 from training.presets import model_config as preset_config
@@ -283,11 +283,11 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
             "cfg": cfg, "preset": preset}  # fmt: skip
 
 
+@flushing_denormals
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out: Path = args.out
     check_out(out, RUN_FILES)  # read-only: refuse early, before any work
-    flush_denormals()  # before torch starts its threads, so that they inherit it
     with distributed.session(args.device) as world:  # world size 1 outside torchrun
         run = prepare(args)
         if not world.is_main:  # trains its share of every batch; rank 0 writes the run

@@ -28,9 +28,10 @@ the margin keeps a value snapped before it can decay into the subnormal range wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -51,6 +52,34 @@ def flush_denormals() -> bool:
         Whether this CPU supports it (``torch.set_flush_denormal``'s answer).
     """
     return bool(torch.set_flush_denormal(True))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def this_thread_flushes() -> bool:
+    """Whether the calling thread flushes subnormal results to zero (read from the bits)."""
+    x = torch.full((1,), 1e-20, dtype=torch.float32)
+    return bool(((x * x).view(torch.int32) == 0).all())
+
+
+def flushing_denormals(fn: F) -> F:
+    """Decorate a command's ``main``: flush-to-zero is on while it runs (:func:`flush_denormals`,
+    before torch starts its threads) and the calling thread's own flag is put back afterwards,
+    so a caller that runs the command in-process (a test, a notebook) keeps its arithmetic.
+    torch's intra-op threads keep flushing: they run torch's operations only."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        was = this_thread_flushes()
+        flush_denormals()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if not was:
+                torch.set_flush_denormal(False)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def intra_op_threads_flush() -> bool:

@@ -41,7 +41,7 @@ from training.evaluation.phases import (
     write_outputs,
 )
 from training.evaluation.stats import bootstrap_all, mean_over_seeds, point_metrics, seed_metrics
-from training.numerics import flush_denormals
+from training.numerics import flushing_denormals
 
 __all__ = ["bootstrap_all", "main", "mean_over_seeds", "point_metrics", "seed_metrics"]
 
@@ -151,6 +151,7 @@ def _setup(args: argparse.Namespace, argv: list[str] | None, ds: Any, mats: dict
     }  # fmt: skip
 
 
+@flushing_denormals
 def main(argv: list[str] | None = None, extra: Mapping[str, Study] | None = None) -> int:
     """Run the suite (see the module docstring) with the studies ``extra`` (name -> run).
 
@@ -163,7 +164,6 @@ def main(argv: list[str] | None = None, extra: Mapping[str, Study] | None = None
     """
     extra = dict(extra or {})
     args = build_parser(tuple(extra)).parse_args(argv)
-    flush_denormals()  # before torch starts its threads, so that they inherit it (numerics)
     _defaults(args)
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:

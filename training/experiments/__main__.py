@@ -16,10 +16,13 @@ import json
 import time
 from pathlib import Path
 
+from training.numerics import flushing_denormals
+
 EXPERIMENTS = ("ood", "interpret", "onboard")
 MODULES = {"onboard": "training.experiments.onboard_eval"}
 
 
+@flushing_denormals
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.experiments", description=__doc__)
     p.add_argument("name", choices=EXPERIMENTS)
@@ -32,9 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folds", type=int, help="onboard: folds of LLMs (default 5)")
     p.add_argument("--synthetic-llms", type=int, help="onboard: also a synthetic pool this size")
     args = p.parse_args(argv)
-    from training.numerics import flush_denormals
-
-    flush_denormals()  # before torch starts its threads, so that they inherit it (numerics)
 
     from irt_fast.data import load_dataset
     from irt_fast.splits import fixed_split

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from training.numerics import flushing_denormals
+
 METHODS = ("irtnet", "irtnet_old", "mf", "mf_old", "knn", "irt2pl", "prior")
 DEFAULT_METHODS = tuple(m for m in METHODS if m != "mf_old")
 LABELS = {
@@ -277,13 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@flushing_denormals
 def main(argv: list[str] | None = None) -> int:
     from training.export import atomic_write
-    from training.numerics import flush_denormals
 
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    flush_denormals()  # before torch starts its threads, so that they inherit it (numerics)
     args.argv = argv
     args.out.mkdir(parents=True, exist_ok=True)
     res = run(args)

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from training.experiments.onboard_core import LABELS
 from training.evaluation.plots import figure
+from training.experiments.onboard_core import LABELS
 
 BASE = "random_mean"
 GOAL_K = 50

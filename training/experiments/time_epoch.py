@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 
 from training.loop import TrainOptions, fit_model
-from training.numerics import flush_denormals
+from training.numerics import flushing_denormals
 from training.pairs import matrices
 from training.presets import model_config
 
 
+@flushing_denormals
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m training.experiments.time_epoch", description=__doc__
@@ -32,7 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--row-steps", type=int, default=10, help="row-batch steps to time")
     p.add_argument("--out", type=Path, help="write the numbers as JSON here")
     args = p.parse_args(argv)
-    flush_denormals()  # before torch starts its threads, so that they inherit it (numerics)
 
     from irt_fast.data import load_dataset
     from irt_fast.splits import fixed_split
