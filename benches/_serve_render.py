@@ -11,10 +11,12 @@ def _f(v: float, digits: int = 1) -> str:
 
 def render(
     info: dict[str, Any],
-    route: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
     chat: list[dict[str, Any]],
     prof: dict[str, Any],
 ) -> str:
+    route = [r for r in rows if "rate" not in r]
+    paced = [r for r in rows if "rate" in r]
     lines = []
     if info["load_start"] >= 0.5:
         lines.append(f"BUSY: load average {info['load_start']:.2f} ≥ 0.5 at the start. Do not quote these numbers.")  # fmt: skip
@@ -42,6 +44,28 @@ def render(
             f"| {_f(r['p50_ms'], 2)} ms | {_f(r['p99_ms'], 2)} ms | {r['errors']} | {_f(batch)} "
             f"| {_f(r['srv_cpu_s'] / r['wall'], 2)} | {_f(r['gen_cpu_s'] / r['wall'], 2)} |"
         )
+    if paced:
+        lines += [
+            "",
+            "### /v1/route at a fixed offered rate (oha, open loop, 64 connections)",
+            "",
+            "| workers | batching | offered | answered req/s | p50 | p99 | errors | gateway CPU (cores) | oha CPU (cores) |",  # fmt: skip
+            "|---:|:---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in paced:
+            if "error" in r:
+                lines.append(f"| {r['workers']} | {'on' if r['batching'] else 'off'} | {r['rate']}/s | {r['error']} |")  # fmt: skip
+                continue
+            lines.append(
+                f"| {r['workers']} | {'on' if r['batching'] else 'off'} | {r['rate']:,}/s | {_f(r['rps'], 0)} "
+                f"| {_f(r['p50_ms'], 2)} ms | {_f(r['p99_ms'], 2)} ms | {r['errors']} "
+                f"| {_f(r['srv_cpu_s'] / info['seconds'], 2)} | {_f(r['gen_cpu_s'] / info['seconds'], 2)} |"
+            )
+        lines += [
+            "",
+            "(Latencies timed from when each request was due (oha --latency-correction), so a "
+            "gateway that falls behind the offered rate shows it in p99 rather than hiding it.)",
+        ]
     lines += ["", "### Where one routed request's time goes", ""]
     lines += breakdown(route)
     lines += [""] + profile_table(prof, route)

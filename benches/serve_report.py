@@ -1,11 +1,13 @@
 """The gateway's speed report: ``irt-fast serve`` under a real load generator on 127.0.0.1, as
-one markdown table. One command (~6 minutes; ``--quick``: ~1 minute, a smoke run):
+one markdown table. One command (~9 minutes; ``--quick``: ~1 minute, a smoke run):
 
     python -m benches.serve_report --out .benchmarks/serve_report.md
 
 Cases (a top-2 reference-size IrtNet, 29 LLMs, over the ``m2v-mpnet-256`` static embedder):
 - ``/v1/route``, one text per request, with ``wrk`` (closed loop) at 1 / 16 / 64 / 256
   connections, micro-batching on (``batch_window_ms = 2``) and off (``0``), 1 and 2 workers;
+  then with ``oha`` at fixed offered rates (1,000 / 2,000 / 3,000 requests/s over 64
+  connections, open loop, latency-corrected): what a gateway serving that traffic answers in;
 - ``/v1/chat/completions`` (``irt-router``, 29 candidates) forwarded to a local stub upstream
   that answers at once, with ``oha`` at a fixed rate of 100 and 500 requests/s: the latency the
   gateway adds = its percentile minus the same percentile when ``oha`` calls the stub directly
@@ -167,10 +169,12 @@ def run_wrk(url: str, conns: int, seconds: float, script: Path) -> dict[str, Any
     return out
 
 
-def run_oha(url: str, body: dict[str, Any], rate: int, seconds: float) -> dict[str, Any]:
+def run_oha(
+    url: str, body: dict[str, Any], rate: int, seconds: float, conns: int = 64
+) -> dict[str, Any]:
     c0 = children_cpu()
     p = subprocess.run(
-        ["oha", "-z", f"{int(seconds)}s", "-q", str(rate), "-c", "64", "-m", "POST",
+        ["oha", "-z", f"{int(seconds)}s", "-q", str(rate), "-c", str(conns), "-m", "POST",
          "-H", "content-type: application/json", "-d", json.dumps(body),
          "--no-tui", "--latency-correction", "--output-format", "json", url],
         capture_output=True, text=True, timeout=seconds + 120, check=False,
@@ -290,6 +294,13 @@ def route_cases(a: argparse.Namespace, model: str, tmp: Path, log: Any) -> list[
                     s1 = stages(srv.url)
                     r["stages"] = {k: s1.get(k, 0.0) - s0.get(k, 0.0) for k in s1}
                     rows.append(r)
+                for rate in a.route_rates if shutil.which("oha") else ():
+                    log(f"  /v1/route: {workers} worker(s), batching {'on' if window else 'off'}, {rate} req/s offered, 64 connections")  # fmt: skip
+                    c0 = srv.cpu()
+                    r = run_oha(srv.url + "/v1/route", {"texts": [CHAT_TEXT]}, rate, a.seconds)
+                    r.update(workers=workers, batching=bool(window), rate=rate, conns=64)
+                    r["srv_cpu_s"] = srv.cpu() - c0
+                    rows.append(r)
             finally:
                 srv.stop()
     return rows
@@ -358,13 +369,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, default=10, help="per case")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--connections", default="1,16,64,256")
-    ap.add_argument("--rates", default="100,500")
+    ap.add_argument("--rates", default="100,500", help="chat: offered req/s")
+    ap.add_argument(
+        "--route-rates", default="1000,2000,3000", help="/v1/route: offered req/s (oha)"
+    )
     a = ap.parse_args(argv)
     a.workers = [int(w) for w in a.workers.split(",")]
     a.connections = [int(c) for c in a.connections.split(",")]
     a.rates = [int(r) for r in a.rates.split(",")]
+    a.route_rates = [int(r) for r in a.route_rates.split(",") if r]
     if a.quick:
-        a.seconds, a.connections = 3, [1, 64]
+        a.seconds, a.connections, a.route_rates = 3, [1, 64], a.route_rates[:1]
     a.warmup = min(a.seconds, 3)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
