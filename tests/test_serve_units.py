@@ -32,7 +32,7 @@ from irt_fast.serve.schemas import (  # noqa: E402
 )
 from irt_fast.serve.sessions import SessionStore  # noqa: E402
 from irt_fast.serve.spend import SpendBook  # noqa: E402
-from irt_fast.serve.sse import Outcome, rewrite_event  # noqa: E402
+from irt_fast.serve.sse import Outcome, rewrite_event, text_lines  # noqa: E402
 from irt_fast.serve.upstream import redact, upstream_body  # noqa: E402
 
 NAMES = ["llm-0", "llm-1", "llm-2", "llm-3"]
@@ -313,6 +313,30 @@ def test_stream_events_name_the_llm_and_record_usage(tmp_path):
         rewrite_event([": keep-alive", "data: not json"], "s", out)
         == b": keep-alive\ndata: not json\n\n"
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(st.text(alphabet="ab é:{}", max_size=40), max_size=8),
+    ending=st.sampled_from(["\n", "\r\n", "\r"]),
+    cuts=st.lists(st.integers(0, 400), max_size=6),
+)
+def test_stream_lines_survive_any_chunking(lines, ending, cuts):
+    """An upstream's bytes give the same lines however the network cut them: a \\r\\n split
+    across two chunks is one line end, a UTF-8 character split across two chunks is kept."""
+    data = "".join(line + ending for line in lines).encode()
+    bounds = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
+    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    async def collect() -> list[str]:
+        async def source():
+            for c in chunks:
+                yield c
+
+        return [line async for line in text_lines(source())]
+
+    got = asyncio.run(collect())
+    assert got == lines
 
 
 def test_upstream_body_and_redaction(tmp_path):

@@ -18,7 +18,7 @@ from typing import Any
 from irt_fast.cli._common import EXIT_BAD_INPUT, guarded
 
 #: What the serve extra brings (import names), checked before anything is loaded.
-NEEDS = ("starlette", "uvicorn", "httpx", "pydantic", "prometheus_client", "orjson")
+NEEDS = ("starlette", "uvicorn", "aiohttp", "pydantic", "prometheus_client", "orjson")
 
 
 def register(sub: Any) -> None:

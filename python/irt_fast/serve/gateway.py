@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+import aiohttp
 import numpy as np
 
 from irt_fast.errors import IrtFastError
@@ -75,7 +75,7 @@ class Gateway:
         self.sessions = SessionStore(100_000, 3600.0)
         self.executor: ThreadPoolExecutor | None = None
         self.batcher: Batcher | None = None
-        self.client: httpx.AsyncClient | None = None
+        self.client: aiohttp.ClientSession | None = None
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[object]] = set()
 
@@ -100,13 +100,10 @@ class Gateway:
         self.batcher = Batcher(
             server.batch_window_ms, server.max_batch, self.executor, self._observe
         )
-        self.client = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=server.max_connections,
-                max_keepalive_connections=server.max_connections,
-            ),
-            timeout=httpx.Timeout(server.timeout_s),
-            follow_redirects=False,
+        self.client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=server.max_connections),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=server.timeout_s),
+            trust_env=True,  # HTTPS_PROXY / NO_PROXY as every HTTP client honours them
         )
         self._install(snap)
         log.info(
@@ -128,7 +125,7 @@ class Gateway:
         if self.batcher is not None:
             await self.batcher.close()
         if self.client is not None:
-            await self.client.aclose()
+            await self.client.close()
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
         self.metrics.close()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 
@@ -27,7 +27,25 @@ class Outcome:
     usage: dict[str, Any] | None = field(default=None, init=False)
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[list[str]]:
+async def text_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Lines of a byte stream, without their ending (``\\n``, ``\\r\\n`` or ``\\r``), decoded
+    as UTF-8 (invalid bytes replaced). No line length limit beyond memory: an event carrying a
+    large tool call stays one line."""
+    buf = b""
+    async for chunk in chunks:
+        buf += chunk
+        cr = buf.endswith(b"\r")  # may be the first half of a \r\n split across chunks
+        *done, rest = (
+            (buf[:-1] if cr else buf).replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        )
+        buf = rest + b"\r" if cr else rest
+        for line in done:
+            yield line.decode("utf-8", "replace")
+    if buf:  # the last line, ended by the stream (or by a \r held back above)
+        yield buf.removesuffix(b"\r").decode("utf-8", "replace")
+
+
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[list[str]]:
     """Server-sent events as lists of lines (a blank line ends an event).
 
     Args:
@@ -37,7 +55,7 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[list[str]]:
         An async iterator of events.
     """
     lines: list[str] = []
-    async for line in response.aiter_lines():
+    async for line in text_lines(response.content.iter_any()):
         if line:
             lines.append(line)
         elif lines:
