@@ -23,19 +23,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from irt_fast._atomic import pid_alive
 from irt_fast.errors import InputError
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _siblings(out: Path, kind: str) -> list[tuple[Path, int]]:
@@ -58,13 +47,13 @@ def clean_stale(out: Path) -> list[Path]:
     of processes that no longer run. Returns the deleted paths."""
     out = Path(out).resolve()
     removed = []
-    olds = [(p, pid) for p, pid in _siblings(out, "old") if not _pid_alive(pid)]
+    olds = [(p, pid) for p, pid in _siblings(out, "old") if not pid_alive(pid)]
     if olds and not out.exists():
         newest = max(olds, key=lambda t: t[0].stat().st_mtime)
         os.replace(newest[0], out)
         olds.remove(newest)
     for p, pid in [*olds, *_siblings(out, "tmp")]:
-        if not _pid_alive(pid) and p.exists():
+        if not pid_alive(pid) and p.exists():
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed

@@ -26,7 +26,8 @@ def _temp_pattern(path: Path) -> re.Pattern[str]:
     )
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs (another user's counts as running)."""
     if pid == os.getpid():
         return True
     try:
@@ -56,7 +57,7 @@ def stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:
     out = []
     for n in names:
         m = pat.match(n)
-        if m and not _alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             out.append(path.parent / n)
     return out
 
