@@ -1,5 +1,5 @@
-"""Shared fixtures: the real MMLU-Pro data beside the checkout, small on-disk datasets, and a
-fresh interpreter for code that may abort or hang."""
+"""Shared fixtures: the real MMLU-Pro data beside the checkout, small on-disk datasets, a small
+random model file, and a fresh interpreter for code that may abort or hang."""
 
 from __future__ import annotations
 
@@ -79,3 +79,13 @@ def run_py() -> Callable[..., subprocess.CompletedProcess[str]]:
     ``args`` as ``sys.argv[1:]``, so that an abort or a hang is seen, not suffered; a hang fails
     the test."""
     return _run_py
+
+
+@pytest.fixture
+def model_path(tmp_path: Path) -> Path:
+    """A random five-LLM model file (``config(n_llms=5)`` of test_engine_fixtures, seed 0), fresh
+    per test; modules that need another model define their own ``model_path``."""
+    from test_engine_fixtures import config, random_tensors, write
+
+    cfg = config(n_llms=5)
+    return write(tmp_path / "m.safetensors", cfg, random_tensors(cfg, 0))

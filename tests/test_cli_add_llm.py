@@ -29,11 +29,6 @@ K = 40
 
 
 @pytest.fixture
-def model_path(tmp_path: Path) -> Path:
-    return write(tmp_path / "m.safetensors", CFG, random_tensors(CFG, 0))
-
-
-@pytest.fixture
 def qa() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     return rng.standard_normal((K, D)).astype(np.float32), (rng.random(K) < 0.5).astype(np.int64)

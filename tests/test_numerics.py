@@ -65,6 +65,15 @@ def test_count_subnormal_and_snap() -> None:
     torch.testing.assert_close(x, want, equal_nan=True, rtol=0, atol=0)
 
 
+def _python(code: str, timeout: float = 120) -> str:
+    """Run ``code`` in a fresh interpreter at the repository's root; its last line of output."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return (out.stdout.strip().splitlines() or [""])[-1]
+
+
 def _probe(flush_first: bool) -> bool:
     """In a fresh process with 2 intra-op threads: do they all flush?"""
     code = (
@@ -74,17 +83,11 @@ def _probe(flush_first: bool) -> bool:
         "numerics.flush_denormals()\n"
         "print(numerics.intra_op_threads_flush())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout.strip().splitlines()[-1] == "True"
+    return _python(code) == "True"
 
 
 def _ftz_supported() -> bool:
-    code = "import torch; print(torch.set_flush_denormal(True))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    return out.stdout.strip() == "True"
+    return _python("import torch; print(torch.set_flush_denormal(True))", 60) == "True"
 
 
 def test_flush_to_zero_reaches_only_threads_started_after_it() -> None:
@@ -157,11 +160,7 @@ def test_training_with_flush_to_zero_leaves_no_subnormal() -> None:
         "  'params': t.n_subnormal(model.parameters()), 'state': t.n_subnormal(t._state(optim)),\n"
         "  'tiny': int((model.item_net.w1.detach()[:, :4].abs() > 1e-37).sum())}))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = json.loads(_python(code, 300))
     assert res == {"mode": "flush-to-zero", "params": 0, "state": 0, "tiny": res["tiny"]}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from test_engine_fixtures import config, random_tensors, write
+from test_engine_fixtures import config
 
 import irt_fast
 from irt_fast.errors import DataError, InputError
@@ -164,11 +164,6 @@ def test_target_questions_asked_count_as_answered(cases) -> None:
 
 
 # ------------------------------------------------------------------ Model API and CLI
-@pytest.fixture
-def model_path(tmp_path: Path) -> Path:
-    return write(tmp_path / "m.safetensors", CFG, random_tensors(CFG, 0))
-
-
 @pytest.fixture
 def dataset(tmp_path: Path) -> tuple[Path, np.ndarray]:
     rng = np.random.default_rng(4)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from test_engine_fixtures import config, random_tensors, write
+from test_engine_fixtures import config
 
 import irt_fast
 from irt_fast.errors import DataError, InputError, WeightsFormatError
@@ -24,11 +24,6 @@ core = pytest.importorskip("irt_fast._core")
 CFG = config(n_llms=5)
 D = CFG["embed_dim"]
 K = 40
-
-
-@pytest.fixture
-def model_path(tmp_path: Path) -> Path:
-    return write(tmp_path / "m.safetensors", CFG, random_tensors(CFG, 0))
 
 
 @pytest.fixture

@@ -13,17 +13,7 @@ import pytest
 
 pytest.importorskip("starlette")
 
-from serve_fixtures import (  # noqa: E402
-    NAMES,
-    TOKEN,
-    Gateway,
-    Stub,
-    metric,
-    require_embedder,
-    toml,
-    upstreams,
-    write_model,
-)
+import serve_fixtures as sf  # noqa: E402
 
 from irt_fast.serve.snapshot import file_sha256  # noqa: E402
 
@@ -34,14 +24,14 @@ BEST = {"a": "strong", "b": "spare"}
 class Load:
     """Threads sending /v1/route and chat requests until stopped; every answer is kept."""
 
-    def __init__(self, gw: Gateway, threads: int = 3) -> None:
+    def __init__(self, gw: sf.Gateway, threads: int = 3) -> None:
         self.gw, self.stop_flag = gw, threading.Event()
         self.results: list[tuple[str, int, dict]] = []
         self.errors: list[str] = []
         self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
 
     def _run(self, i: int) -> None:
-        h = {"authorization": f"Bearer {TOKEN}"}
+        h = {"authorization": f"Bearer {sf.TOKEN}"}
         with httpx.Client(base_url=self.gw.url, headers=h, timeout=30) as c:
             n = 0
             while not self.stop_flag.is_set():
@@ -49,7 +39,8 @@ class Load:
                 try:
                     if (n + i) % 3:
                         r = c.post(
-                            "/v1/route", json={"texts": [f"question {i} {n}"], "candidates": NAMES}
+                            "/v1/route",
+                            json={"texts": [f"question {i} {n}"], "candidates": sf.NAMES},
                         )
                         self.results.append(("route", r.status_code, r.json()))
                     else:
@@ -81,27 +72,27 @@ class Load:
 
 
 def test_reload_under_load(tmp_path):
-    require_embedder()
-    model = write_model(tmp_path / "m.safetensors")
+    sf.require_embedder()
+    model = sf.write_model(tmp_path / "m.safetensors")
     # safetensors writes its header's metadata in no fixed order: each write has its own sha
     sha = {"a": file_sha256(str(model))}
-    stub = Stub("strong", tmp_path)
+    stub = sf.Stub("strong", tmp_path)
     stub.wait_ready("/_stub/requests")
-    config = toml(auth={"api_keys_env": "GW_TOKENS"}, llms=upstreams({"strong": stub}))
-    gw = Gateway(model, config, tmp_path)
+    config = sf.toml(auth={"api_keys_env": "GW_TOKENS"}, llms=sf.upstreams({"strong": stub}))
+    gw = sf.Gateway(model, config, tmp_path)
     try:
         gw.wait_ready("/healthz")
         with Load(gw) as load:
             load.wait_for(20)
             # 1. a new model by POST /admin/reload
-            write_model(model, REVERSED)
+            sf.write_model(model, REVERSED)
             sha["b"] = file_sha256(str(model))
             r = gw.post("/admin/reload")
             assert r.status_code == 200, r.text
             assert r.json()["sha256"] == sha["b"]
             load.wait_for(20)
             # 2. back to the first by SIGHUP
-            write_model(model)
+            sf.write_model(model)
             sha["a2"] = file_sha256(str(model))
             gw.signal(signal.SIGHUP)
             _wait_sha(gw, sha["a2"])
@@ -113,7 +104,7 @@ def test_reload_under_load(tmp_path):
             assert sha["a2"][:12] in r.json()["error"]["message"]
             load.wait_for(20)
             # 4. a broken config too, by SIGHUP (logged and counted)
-            write_model(model, REVERSED)
+            sf.write_model(model, REVERSED)
             gw.config_path.write_text(config.replace("[llms.", "typo = 1\n[llms.", 1))
             gw.signal(signal.SIGHUP)
             _wait_log(gw, "typo")
@@ -135,10 +126,10 @@ def test_reload_under_load(tmp_path):
                 assert body["model"] == "strong"  # the only upstream, whatever the model
         assert seen == {"a", "b"}
         text = gw.get("/metrics").text
-        assert metric(text, "irt_serve_reloads_total", result="ok") == 2
-        assert metric(text, "irt_serve_reloads_total", result="error") == 2
-        assert metric(text, "irt_serve_model_info", sha256=sha["a2"]) == 1
-        assert metric(text, "irt_serve_model_info", sha256=sha["b"]) is None
+        assert sf.metric(text, "irt_serve_reloads_total", result="ok") == 2
+        assert sf.metric(text, "irt_serve_reloads_total", result="error") == 2
+        assert sf.metric(text, "irt_serve_model_info", sha256=sha["a2"]) == 1
+        assert sf.metric(text, "irt_serve_model_info", sha256=sha["b"]) is None
         log = gw.log()
         assert log.count("reload refused") == 2 and "Traceback" not in log
     finally:
@@ -146,14 +137,14 @@ def test_reload_under_load(tmp_path):
         stub.stop()
 
 
-def _wait_sha(gw: Gateway, sha: str) -> None:
+def _wait_sha(gw: sf.Gateway, sha: str) -> None:
     deadline = time.monotonic() + 60
     while gw.get("/healthz").json()["sha256"] != sha:
         assert time.monotonic() < deadline, "SIGHUP did not reload"
         time.sleep(0.05)
 
 
-def _wait_log(gw: Gateway, text: str) -> None:
+def _wait_log(gw: sf.Gateway, text: str) -> None:
     deadline = time.monotonic() + 60
     while text not in gw.log():
         assert time.monotonic() < deadline, f"{text!r} never logged"
@@ -161,9 +152,9 @@ def _wait_log(gw: Gateway, text: str) -> None:
 
 
 def test_reload_without_tokens_only_from_this_machine(tmp_path):
-    require_embedder()
-    model = write_model(tmp_path / "m.safetensors")
-    gw = Gateway(model, toml(server={"max_batch": 8}), tmp_path)
+    sf.require_embedder()
+    model = sf.write_model(tmp_path / "m.safetensors")
+    gw = sf.Gateway(model, sf.toml(server={"max_batch": 8}), tmp_path)
     try:
         gw.wait_ready("/healthz")
         r = gw.post("/admin/reload", token=None)  # from 127.0.0.1: accepted
