@@ -79,24 +79,18 @@ def fold_cases(
     ridge_llms = trained[full[trained]]
     tpy = y[np.ix_(ridge_llms, pool)].astype(np.float64)
     tacc = np.nanmean(y[np.ix_(ridge_llms, target)], axis=1).astype(np.float64)
-    cases = [
-        Case(
-            llm=ds.llm_names[int(m)],
-            fold=fold,
-            alpha_pool=fm.alpha[pool],
-            beta_pool=fm.beta[pool],
-            y_pool=y[m, pool].astype(np.float64),
-            pool_groups=bench[pool],
-            alpha_t=fm.alpha[target],
-            beta_t=fm.beta[target],
-            y_t=y[m, target].astype(np.float64),
-            groups_t=bench[target],
-            prior=prior,
-            train_pool_y=tpy,
-            train_target_acc=tacc,
+
+    def case(m: int, pool: np.ndarray, target: np.ndarray, prior: Prior, **extra: Any) -> Case:
+        return Case(
+            llm=ds.llm_names[int(m)], fold=fold,
+            alpha_pool=fm.alpha[pool], beta_pool=fm.beta[pool],
+            y_pool=y[m, pool].astype(np.float64), pool_groups=bench[pool],
+            alpha_t=fm.alpha[target], beta_t=fm.beta[target],
+            y_t=y[m, target].astype(np.float64), groups_t=bench[target],
+            prior=prior, **extra,
         )  # fmt: skip
-        for m in onboard
-    ]
+
+    cases = [case(m, pool, target, prior, train_pool_y=tpy, train_target_acc=tacc) for m in onboard]
     # calibration: trained LLMs on questions split into a pseudo-pool and a pseudo-target;
     # the validation questions when there are enough, else the training ones
     qs = va if len(va) >= 400 else tr
@@ -115,21 +109,7 @@ def fold_cases(
             else prior
         )
         p_ok, t_ok = half_p[np.isfinite(y[m, half_p])], half_t[np.isfinite(y[m, half_t])]
-        calib.append(
-            Case(
-                llm=ds.llm_names[int(m)],
-                fold=fold,
-                alpha_pool=fm.alpha[p_ok],
-                beta_pool=fm.beta[p_ok],
-                y_pool=y[m, p_ok].astype(np.float64),
-                pool_groups=bench[p_ok],
-                alpha_t=fm.alpha[t_ok],
-                beta_t=fm.beta[t_ok],
-                y_t=y[m, t_ok].astype(np.float64),
-                groups_t=bench[t_ok],
-                prior=pr,
-            )  # fmt: skip
-        )
+        calib.append(case(m, p_ok, t_ok, pr))
     return cases, calib
 
 
