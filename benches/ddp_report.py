@@ -24,7 +24,6 @@ benches/_contender.py) run before and after; the first line says BUSY when the m
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -35,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benches._report import busy_reasons, log, parser, publish
 from benches.engine_report import FLAGS, cpu_info
 from benches.engine_report import run as run_contender
 
@@ -62,12 +62,12 @@ def run_fit(cmd: list[str], threads: int, timeout: float) -> dict:
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1], "wall": wall}
-    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    epochs = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     metrics = json.loads((out / "metrics.json").read_text())
     return {
         "wall": wall,
-        "seconds": [r["seconds"] for r in log],
-        "train_loss": [r["train_loss"] for r in log],
+        "seconds": [r["seconds"] for r in epochs],
+        "train_loss": [r["train_loss"] for r in epochs],
         "world_size": metrics["world_size"],
         "steps": metrics["recipe"]["shape"]["steps_per_epoch"],
         "model": str(out / "model.safetensors"),
@@ -120,11 +120,7 @@ def epoch_time(r: dict) -> float:
 
 def render(info: dict, rows: list[dict], reduces: list[str]) -> str:
     y0, y1 = info["yard_before"], info["yard_after"]
-    moved = {k: abs(y1[k] / y0[k] - 1) for k in y0 if k in y1 and y0[k] > 0 and "error" not in y0}
-    busy = []
-    if info["load_start"] >= 0.5:
-        busy.append(f"load average {info['load_start']:.2f} ≥ 0.5 at the start")
-    busy += [f"{k} moved {v:.0%}" for k, v in moved.items() if v > 0.10]
+    busy = busy_reasons(info)
     lines = [
         f"BUSY: {'; '.join(busy)}. Do not quote these numbers."
         if busy
@@ -183,9 +179,7 @@ def shapes(tmp: Path, quick: bool) -> list[tuple[str, Path, list[str]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=REPO / ".benchmarks" / "ddp_report.md")
-    ap.add_argument("--quick", action="store_true", help="smoke run: small shapes, 2 epochs")
+    ap = parser(__doc__, "ddp_report", "small shapes, 2 epochs")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument(
@@ -194,7 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     epochs = 2 if a.quick else a.epochs
     configs = [tuple(int(v) for v in c.split("x")) for c in a.configs.split(",")]
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     import torch
 
     cpu, flags = cpu_info()
@@ -244,11 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     log("yardsticks (after) ...")
     info["yard_after"] = run_contender(["yardsticks"])
     info["load_end"] = os.getloadavg()[0]
-    report = render(info, rows, reduces)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(report)
-    print(report)
-    log(f"(written to {a.out})")
+    publish(render(info, rows, reduces), a.out)
     return 0
 
 

@@ -16,7 +16,6 @@ Method (see also benches/_contender.py):
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -25,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benches._report import busy_reasons, log, parser, publish
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -113,11 +114,7 @@ def fmt_t(t: float) -> str:
 
 def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
     y0, y1 = info["yard_before"], info["yard_after"]
-    moved = {k: abs(y1[k] / y0[k] - 1) for k in y0 if k in y1 and y0[k] > 0 and "error" not in y0}
-    busy = []
-    if info["load_start"] >= 0.5:
-        busy.append(f"load average {info['load_start']:.2f} ≥ 0.5 at the start")
-    busy += [f"{k} moved {v:.0%}" for k, v in moved.items() if v > 0.10]
+    busy = busy_reasons(info)
     lines = []
     if busy:
         lines.append(f"BUSY: {'; '.join(busy)}. Do not quote these numbers.")
@@ -266,15 +263,12 @@ def subnormal_table(res: dict, batches: list[int], info: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=REPO / ".benchmarks" / "engine_report.md")
-    ap.add_argument("--quick", action="store_true", help="smoke run: small batches, 1 round")
+    ap = parser(__doc__, "engine_report", "small batches, 1 round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batches", default="1,16,64,1024,8192")
     a = ap.parse_args(argv)
     batches = [1, 16] if a.quick else [int(b) for b in a.batches.split(",")]
     rounds, reps = (1, 3) if a.quick else (a.rounds, 30)
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     cpu, flags = cpu_info()
     info = {"cpu": cpu, "flags": flags, "rounds": rounds, "load_start": os.getloadavg()[0]}
     info["command"] = "python -m benches.engine_report " + " ".join(argv or sys.argv[1:])
@@ -298,11 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     log("yardsticks (after) ...")
     info["yard_after"] = run(["yardsticks"])
     info["load_end"] = os.getloadavg()[0]
-    report = render(info, res, batches, text)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(report)
-    print(report)
-    log(f"(written to {a.out})")
+    publish(render(info, res, batches, text), a.out)
     return 0
 
 

@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benches._report import busy_reasons, log, publish
 from benches.engine_report import FLAGS, cpu_info
 from benches.engine_report import run as run_contender
 
@@ -92,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tmp", default=tempfile.gettempdir(), help="where the input is written")
     ap.add_argument("--out", type=Path, default=REPO / ".benchmarks" / "score_report.md")
     a = ap.parse_args(argv)
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     need = (a.rows + a.ray_rows) * ROW_BYTES * 1.05 + a.rows * 40 + (2 << 30)
     free = shutil.disk_usage(a.tmp).free
     if need > free:
@@ -156,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     log("yardsticks (after) ...")
     info["yard_after"] = run_contender(["yardsticks"])
     info["load_end"] = os.getloadavg()[0]
-    report = render(info, a, eng, cli, cli_wide, ray_res)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(report)
-    print(report)
-    log(f"(written to {a.out})")
+    publish(render(info, a, eng, cli, cli_wide, ray_res), a.out)
     return 0
 
 
@@ -173,10 +169,7 @@ def render(
     ray_res: dict | None,
 ) -> str:
     y0, y1 = info["yard_before"], info["yard_after"]
-    moved = {k: abs(y1[k] / y0[k] - 1) for k in y0 if k in y1 and y0[k] > 0 and "error" not in y0}
-    busy = [f"load average {info['load_start']:.2f} ≥ 0.5 at the start"] * (
-        info["load_start"] >= 0.5
-    ) + [f"{k} moved {v:.0%}" for k, v in moved.items() if v > 0.10]
+    busy = busy_reasons(info)
     head = (
         f"BUSY: {'; '.join(busy)}. Do not quote these numbers."
         if busy

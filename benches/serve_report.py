@@ -42,6 +42,8 @@ from typing import Any
 
 import httpx
 
+from benches._report import log, parser, publish
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -363,9 +365,7 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=REPO / ".benchmarks" / "serve_report.md")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 3 s per case, fewer cases")
+    ap = parser(__doc__, "serve_report", "3 s per case, fewer cases")
     ap.add_argument("--seconds", type=int, default=10, help="per case")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--connections", default="1,16,64,256")
@@ -383,7 +383,6 @@ def main(argv: list[str] | None = None) -> int:
     a.warmup = min(a.seconds, 3)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     info = {**machine(), "load_start": os.getloadavg()[0], "seconds": a.seconds}
     info["command"] = "python -m benches.serve_report " + " ".join(argv or sys.argv[1:])
     with tempfile.TemporaryDirectory() as d:
@@ -395,11 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         route = route_cases(a, model, tmp, log)
         chat = chat_cases(a, model, tmp, log)
     info["load_end"] = os.getloadavg()[0]
-    report = render(info, route, chat, prof)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(report)
-    print(report)
-    log(f"(written to {a.out})")
+    publish(render(info, route, chat, prof), a.out)
     return 0
 
 
