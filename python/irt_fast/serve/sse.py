@@ -30,17 +30,23 @@ class Outcome:
 async def text_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
     """Lines of a byte stream, without their ending (``\\n``, ``\\r\\n`` or ``\\r``), decoded
     as UTF-8 (invalid bytes replaced). No line length limit beyond memory: an event carrying a
-    large tool call stays one line."""
-    buf = b""
+    large tool call stays one line. Chunks without a line end are only collected, so a long line
+    costs time linear in its length however finely it arrives."""
+    pending: list[bytes] = []  # the unfinished line's pieces
     async for chunk in chunks:
-        buf += chunk
+        held_cr = bool(pending) and pending[-1].endswith(b"\r")  # a line ended, not yet emitted
+        if b"\n" not in chunk and b"\r" not in chunk and not held_cr:
+            pending.append(chunk)
+            continue
+        buf = b"".join([*pending, chunk])
         cr = buf.endswith(b"\r")  # may be the first half of a \r\n split across chunks
         *done, rest = (
             (buf[:-1] if cr else buf).replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
         )
-        buf = rest + b"\r" if cr else rest
+        pending = [rest + b"\r" if cr else rest]
         for line in done:
             yield line.decode("utf-8", "replace")
+    buf = b"".join(pending)
     if buf:  # the last line, ended by the stream (or by a \r held back above)
         yield buf.removesuffix(b"\r").decode("utf-8", "replace")
 
