@@ -3,6 +3,7 @@ random model file, and a fresh interpreter for code that may abort or hang."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -13,6 +14,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """After each test that talks to live servers (the gateway's, Ray's), collect garbage: a socket it left open is
+    then reported (as an error, by ``filterwarnings = error``) against that test, not against
+    whichever later test happens to trigger the collection."""
+    if item.path.name.startswith(("test_serve", "test_ray_data")):
+        gc.collect()
 
 
 def shared_data_dir() -> Path:

@@ -79,7 +79,9 @@ def stubs(pool):
     return pool[1]
 
 
-def client(gw: Gateway):
+def client(gw: Gateway) -> openai.OpenAI:
+    """An OpenAI client of the gateway; use it in a ``with`` block, which closes its
+    connections (a stream the test leaves unfinished would otherwise hold a socket open)."""
     return openai.OpenAI(base_url=gw.url + "/v1", api_key=TOKEN, max_retries=0, timeout=30)
 
 
@@ -90,12 +92,13 @@ def chat(gw: Gateway, body: dict, **kw) -> httpx.Response:
 
 
 def test_openai_client_plain(gw, stubs):
-    raw = client(gw).chat.completions.with_raw_response.create(model="irt-router", messages=USER)
+    with client(gw) as c:
+        raw = c.chat.completions.with_raw_response.create(model="irt-router", messages=USER)
     assert raw.headers["x-irt-route-llm"] == "strong"
     assert raw.headers["x-irt-route-reason"] == "routed"
     assert 0.0 < float(raw.headers["x-irt-route-p"]) < 1.0
-    c = raw.parse()
-    assert c.model == "strong" and c.choices[0].message.content == "answer from strong"
+    answer = raw.parse()
+    assert answer.model == "strong" and answer.choices[0].message.content == "answer from strong"
     (rec,) = stubs["strong"].requests()
     assert rec["headers"]["authorization"] == "Bearer " + SECRETS["KEY_STRONG"]
     assert rec["body"]["model"] == "strong-v1" and rec["body"]["messages"] == USER
@@ -104,9 +107,8 @@ def test_openai_client_plain(gw, stubs):
 
 
 def test_openai_client_streaming(gw, stubs):
-    chunks = list(
-        client(gw).chat.completions.create(model="irt-router", messages=USER, stream=True)
-    )
+    with client(gw) as c:
+        chunks = list(c.chat.completions.create(model="irt-router", messages=USER, stream=True))
     assert len(chunks) >= 4 and all(ch.model == "strong" for ch in chunks)
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text == "answer from strong"
@@ -117,11 +119,15 @@ def test_openai_client_streaming(gw, stubs):
     assert rec["body"]["stream"] is True and rec["body"]["stream_options"] == {
         "include_usage": True
     }
-    asked = list(
-        client(gw).chat.completions.create(
-            model="irt-router", messages=USER, stream=True, stream_options={"include_usage": True}
+    with client(gw) as c:
+        asked = list(
+            c.chat.completions.create(
+                model="irt-router",
+                messages=USER,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
         )
-    )
     assert asked[-1].usage is not None and asked[-1].usage.completion_tokens == 20
 
 
@@ -186,19 +192,16 @@ def test_every_candidate_failing_is_an_answer_not_a_hang(gw, stubs):
 
 def test_stream_falls_back_before_its_first_byte(gw, stubs):
     stubs["strong"].mode("500")
-    chunks = list(
-        client(gw).chat.completions.create(model="irt-router", messages=USER, stream=True)
-    )
+    with client(gw) as c:
+        chunks = list(c.chat.completions.create(model="irt-router", messages=USER, stream=True))
     assert chunks and all(ch.model == "medium" for ch in chunks)
 
 
 def test_stream_broken_midway_ends_with_an_error_event(gw, stubs):
     stubs["strong"].mode("break")
     got = []
-    with pytest.raises(openai.APIError) as e:
-        for ch in client(gw).chat.completions.create(
-            model="irt-router", messages=USER, stream=True
-        ):
+    with client(gw) as c, pytest.raises(openai.APIError) as e:
+        for ch in c.chat.completions.create(model="irt-router", messages=USER, stream=True):
             got.append(ch)
     assert got and all(ch.model == "strong" for ch in got)
     assert "'strong'" in str(e.value) and "broke off" in str(e.value)
@@ -238,9 +241,8 @@ def test_a_tool_loop_keeps_its_llm(gw, stubs):
 
 def test_a_streamed_tool_call_is_remembered(gw, stubs):
     stubs["strong"].mode("tool")
-    chunks = list(
-        client(gw).chat.completions.create(model="irt-router", messages=USER, stream=True)
-    )
+    with client(gw) as c:
+        chunks = list(c.chat.completions.create(model="irt-router", messages=USER, stream=True))
     call_id = next(
         ch.choices[0].delta.tool_calls[0].id
         for ch in chunks
@@ -311,4 +313,31 @@ def test_deadline_and_spent_budgets(tmp_path, stubs, pool):
         assert metric(text, "irt_serve_decisions_total", llm="cheap", reason="routed") == 1
     finally:
         gw.stop()
+    no_secret(gw.log())
+
+
+def test_upstreams_go_through_the_environment_proxy_and_netrc_is_never_read(tmp_path, pool):
+    """HTTP_PROXY from the gateway's environment carries the upstream call (the stub plays the
+    proxy and answers it); a ~/.netrc entry for the upstream's host neither breaks the call nor
+    reaches the upstream (the gateway's own key does)."""
+    gw0, _ = pool
+    proxy = Stub("strong", tmp_path)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine upstream.invalid login netrc-user password netrc-password\n")
+    netrc.chmod(0o600)
+    llms = {"strong": {"base_url": "http://upstream.invalid/v1", "api_key_env": "KEY_STRONG"}}
+    env = {"HTTP_PROXY": proxy.url, "http_proxy": proxy.url, "NETRC": str(netrc)}
+    gw = Gateway(gw0.model_path, toml(llms=llms), tmp_path, name="proxy", env=env)
+    try:
+        proxy.wait_ready("/_stub/requests")
+        gw.wait_ready("/healthz")
+        r = chat(gw, {"model": "strong"}, token=None)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == "answer from strong"
+        (rec,) = proxy.requests()
+        assert rec["headers"]["authorization"] == "Bearer " + SECRETS["KEY_STRONG"]
+        assert "netrc" not in json.dumps(rec)
+    finally:
+        gw.stop()
+        proxy.stop()
     no_secret(gw.log())
