@@ -163,7 +163,14 @@ class Gateway(Proc):
     """``python -m irt_fast serve`` in its own process."""
 
     def __init__(
-        self, model: Path, config_text: str, tmp: Path, *, name: str = "gw", workers: int = 1
+        self,
+        model: Path,
+        config_text: str,
+        tmp: Path,
+        *,
+        name: str = "gw",
+        workers: int = 1,
+        env: dict[str, str] | None = None,
     ) -> None:
         port = free_port()
         self.config_path = tmp / f"{name}.toml"
@@ -174,7 +181,10 @@ class Gateway(Proc):
             "--config", str(self.config_path), "--port", str(port), "--workers", str(workers),
         ]  # fmt: skip
         super().__init__(
-            args, tmp / f"{name}.log", child_env(**SECRETS), f"http://127.0.0.1:{port}"
+            args,
+            tmp / f"{name}.log",
+            child_env(**SECRETS, **(env or {})),
+            f"http://127.0.0.1:{port}",
         )
 
     def post(

@@ -22,6 +22,7 @@ import irt_fast  # noqa: E402
 from irt_fast.errors import InputError  # noqa: E402
 from irt_fast.serve.chat import route_text  # noqa: E402
 from irt_fast.serve.config import Secret, load_config, validate_config  # noqa: E402
+from irt_fast.serve.proxy import env_proxies, proxy_for  # noqa: E402
 from irt_fast.serve.routing import Batcher, Rule, choose, rank  # noqa: E402
 from irt_fast.serve.schemas import (  # noqa: E402
     ApiError,
@@ -349,3 +350,30 @@ def test_upstream_body_and_redaction(tmp_path):
     body["stream_options"] = {"include_usage": True}
     assert upstream_body(body, up, stream=True)[1] is False
     assert redact(b'{"m": "bad key sk-zero-SECRET"}', up) == b'{"m": "bad key [redacted]"}'
+
+
+def test_proxies_come_from_the_environment_as_urllib_reads_them():
+    env = {
+        "HTTP_PROXY": "http://upper:1",
+        "http_proxy": "http://lower:2",
+        "HTTPS_PROXY": "http://s:3",
+    }
+    assert env_proxies(env) == {"http": "http://lower:2", "https": "http://s:3"}
+    assert env_proxies({"HTTP_PROXY": "http://p:1", "http_proxy": ""}) == {}
+    assert env_proxies({"HTTP_PROXY": "http://p:1", "REQUEST_METHOD": "GET"}) == {}
+    env = {"https_proxy": "http://p:1", "no_proxy": "internal.example,127.0.0.1"}
+    assert proxy_for("https://api.example.com/v1", env) == "http://p:1"
+    assert proxy_for("https://llm.internal.example/v1", env) is None
+    assert proxy_for("http://api.example.com/v1", env) is None  # no proxy for http
+    assert (
+        proxy_for("https://api.example.com/v1", {"https_proxy": "http://p:1", "NO_PROXY": "*"})
+        is None
+    )
+
+
+def test_a_resolved_upstream_knows_its_proxy_and_never_shows_it(tmp_path):
+    env = {**ENV, "HTTPS_PROXY": "http://user:hunter2@proxy:3128", "NO_PROXY": "127.0.0.1"}
+    cfg = _cfg(tmp_path, GOOD, env)
+    assert cfg.upstreams["llm-0"].proxy == "http://user:hunter2@proxy:3128"  # https://
+    assert cfg.upstreams["llm-2"].proxy is None  # http:// on a NO_PROXY host
+    assert "hunter2" not in repr(cfg.upstreams["llm-0"]) and "hunter2" not in repr(cfg)

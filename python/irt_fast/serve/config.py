@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from irt_fast.errors import InputError
+from irt_fast.serve.proxy import proxy_for
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -132,6 +133,8 @@ class Upstream:
     expected_output_tokens: int
     budget_usd: float | None
     stream_usage: bool
+    #: The HTTP proxy from the environment (may carry credentials, so never shown).
+    proxy: str | None = field(default=None, repr=False)
 
     @property
     def priced(self) -> bool:
@@ -337,6 +340,7 @@ def _upstream(name: str, s: LlmSection, env: Mapping[str, str], where: str) -> U
         expected_output_tokens=s.expected_output_tokens,
         budget_usd=s.budget_usd,
         stream_usage=s.stream_usage,
+        proxy=proxy_for(s.base_url, env),
     )
     if s.budget_usd is not None and not up.priced:
         raise InputError(f"{here}: budget_usd needs prices (cost_per_query or per-token prices)")

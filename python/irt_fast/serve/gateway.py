@@ -103,7 +103,8 @@ class Gateway:
         self.client = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=server.max_connections),
             timeout=aiohttp.ClientTimeout(total=None, sock_read=server.timeout_s),
-            trust_env=True,  # HTTPS_PROXY / NO_PROXY as every HTTP client honours them
+            # proxies are read from the environment once, with the config (serve/proxy.py)
+            trust_env=False,
         )
         self._install(snap)
         log.info(
@@ -141,11 +142,10 @@ class Gateway:
     def _observe(self, s: BatchStats) -> None:
         m = self.metrics
         m.batch_rows.observe(s.rows)
-        m.stage.labels("embed").observe(s.embed_s)
-        m.stage.labels("engine").observe(s.engine_s)
-        queue = m.stage.labels("queue")
+        m.embed_stage.observe(s.embed_s)
+        m.engine_stage.observe(s.engine_s)
         for w in s.waits_s:
-            queue.observe(w)
+            m.queue_stage.observe(w)
 
     # ------------------------------------------------------------------------------- scoring
 

@@ -188,6 +188,7 @@ def _post(
         headers=headers_for(up, stream),
         timeout=timeout,
         allow_redirects=False,
+        proxy=up.proxy,
     )
 
 
