@@ -109,6 +109,9 @@ def test_static_matches_model2vec(tmp_path, bert_tokenizer_json, weights, normal
         got = emb.encode(TEXTS, batch_size=bs)
         assert got.dtype == np.float32 and got.shape == (len(TEXTS), 16)
         np.testing.assert_allclose(got, ref, atol=2e-3, rtol=2e-3)
+    # a lone text takes a gather path of its own: the same vectors as inside a batch
+    lone = np.concatenate([emb.encode([t]) for t in TEXTS])
+    np.testing.assert_allclose(lone, emb.encode(TEXTS, batch_size=256), atol=1e-6, rtol=0)
     assert np.all(emb.encode([""]) == 0)  # no token: the zero vector, as model2vec
     assert emb.encode([]).shape == (0, 16)
 

@@ -158,6 +158,8 @@ class StaticEmbedder:
     def _encode_chunk(self, texts: list[str]) -> np.ndarray:
         ids_list = self._ids(texts)
         n = len(texts)
+        if n == 1:  # a lone text (the gateway's common case): a gather, at ~1/3 of the CPU
+            return self._finish(self._mean_of(np.asarray(ids_list[0], dtype=np.int64))[None])
         lengths = np.fromiter(map(len, ids_list), dtype=np.int64, count=n)
         flat = np.fromiter(
             itertools.chain.from_iterable(ids_list), dtype=np.int64, count=int(lengths.sum())
@@ -183,6 +185,17 @@ class StaticEmbedder:
             if flat.size:
                 out[nz] = np.add.reduceat(self._table[flat], indptr[:-1][nz], axis=0)
                 out[nz] /= lengths[nz, None].astype(np.float32)
+        return self._finish(out)
+
+    def _mean_of(self, ids: np.ndarray) -> np.ndarray:
+        """The mean of one text's token rows (zeros when it has none)."""
+        if self._unk is not None:
+            ids = ids[ids != self._unk]
+        if ids.size == 0:
+            return np.zeros(self.dim, dtype=np.float32)
+        return self._table[ids].mean(axis=0, dtype=np.float32)
+
+    def _finish(self, out: np.ndarray) -> np.ndarray:
         if self.normalize:
             out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-32
         return out

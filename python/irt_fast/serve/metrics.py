@@ -73,6 +73,10 @@ class Metrics:
             buckets=SECONDS,
             registry=reg,
         )
+        # bound once: every batch observes them (labels() takes a lock and a lookup)
+        self.queue_stage = self.stage.labels("queue")
+        self.embed_stage = self.stage.labels("embed")
+        self.engine_stage = self.stage.labels("engine")
         self.upstream_errors = Counter(
             p + "upstream_errors",
             "Failed upstream attempts by LLM and kind (connect, timeout, http_429, http_5xx, "

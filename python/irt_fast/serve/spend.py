@@ -46,4 +46,6 @@ class SpendBook:
 
     def available(self, names: Iterable[str], upstreams: Mapping[str, Upstream]) -> list[str]:
         """The names, in order, whose upstream exists and is within budget."""
+        if not self._spent:  # nothing spent yet: only the names without an upstream go
+            return [n for n in names if n in upstreams]
         return [n for n in names if n in upstreams and not self.exhausted(upstreams[n])]
