@@ -41,3 +41,20 @@ def busy_reasons(info: dict) -> list[str]:
     if info["load_start"] >= 0.5:
         busy.append(f"load average {info['load_start']:.2f} ≥ 0.5 at the start")
     return busy + [f"{k} moved {v:.0%}" for k, v in moved.items() if v > 0.10]
+
+
+def status_line(info: dict) -> str:
+    """A report's first line: BUSY (with why; its numbers must not be quoted) or QUIET."""
+    busy = busy_reasons(info)
+    if busy:
+        return f"BUSY: {'; '.join(busy)}. Do not quote these numbers."
+    return "QUIET: load < 0.5 at the start, yardsticks within 10% before/after."
+
+
+def yardstick_line(info: dict) -> str:
+    """The yardsticks before and after the run, in one line."""
+    y0, y1 = info["yard_before"], info["yard_after"]
+    return "Yardsticks before → after: " + "; ".join(
+        f"{k} {y0.get(k, float('nan')):.1f} → {y1.get(k, float('nan')):.1f}"
+        for k in ("torch_gemm_gflops", "numpy_gemm_gflops", "read_gbps")
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benches._report import status_line, yardstick_line
+
 
 def _f(v: float, digits: int = 1) -> str:
     return "–" if v != v else f"{v:,.{digits}f}"
@@ -17,17 +19,15 @@ def render(
 ) -> str:
     route = [r for r in rows if "rate" not in r]
     paced = [r for r in rows if "rate" in r]
-    lines = []
-    if info["load_start"] >= 0.5:
-        lines.append(f"BUSY: load average {info['load_start']:.2f} ≥ 0.5 at the start. Do not quote these numbers.")  # fmt: skip
-    else:
-        lines.append("QUIET: load average < 0.5 at the start.")
-    lines += [
+    lines = [
+        status_line(info),
         "",
-        f"Machine: {info['cpu']}, {info['cpus']} logical CPUs, Linux {info['kernel']}. Load average "
+        f"Machine: {info['cpu']}, {info['cpus']} logical CPUs; flags: {', '.join(info['flags'])}; "
+        f"Linux {info['kernel']}. Load average "
         f"start {info['load_start']:.2f}, end {info['load_end']:.2f}. Command: `{info['command']}`. "
         f"{info['seconds']:g} s per case after a warm-up; the gateway with engine_threads = 1 per "
         "worker and access logging off; the load generator on the same machine.",
+        yardstick_line(info),
         "",
         "### /v1/route, one text per request (wrk, closed loop)",
         "",

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benches._report import busy_reasons, log, parser, publish
+from benches._report import log, parser, publish, status_line, yardstick_line
 from benches.engine_report import FLAGS, cpu_info
 from benches.engine_report import run as run_contender
 
@@ -119,12 +119,8 @@ def epoch_time(r: dict) -> float:
 
 
 def render(info: dict, rows: list[dict], reduces: list[str]) -> str:
-    y0, y1 = info["yard_before"], info["yard_after"]
-    busy = busy_reasons(info)
     lines = [
-        f"BUSY: {'; '.join(busy)}. Do not quote these numbers."
-        if busy
-        else "QUIET: load < 0.5 at the start, yardsticks within 10% before/after.",
+        status_line(info),
         "",
         f"Machine: {info['cpu']}, {os.cpu_count()} logical CPUs; flags: "
         f"{', '.join(info['flags']) or 'none of ' + ', '.join(FLAGS)}; kernel "
@@ -132,11 +128,7 @@ def render(info: dict, rows: list[dict], reduces: list[str]) -> str:
         f"{info['configs']}; {info['rounds']} round(s), {info['epochs']} epochs each, early stopping "
         f"off. Load average start {info['load_start']:.2f}, end {info['load_end']:.2f}. "
         f"Command: `{info['command']}`.",
-        "Yardsticks before → after: "
-        + "; ".join(
-            f"{k} {y0.get(k, float('nan')):.1f} → {y1.get(k, float('nan')):.1f}"
-            for k in ("torch_gemm_gflops", "numpy_gemm_gflops", "read_gbps")
-        ),
+        yardstick_line(info),
         "",
         "| shape | processes × threads | steps per epoch | s / epoch (median, epochs 2+) | "
         "per epoch | command wall | agreement with the first configuration |",

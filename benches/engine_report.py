@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benches._report import busy_reasons, log, parser, publish
+from benches._report import log, parser, publish, status_line, yardstick_line
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -114,12 +114,7 @@ def fmt_t(t: float) -> str:
 
 def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
     y0, y1 = info["yard_before"], info["yard_after"]
-    busy = busy_reasons(info)
-    lines = []
-    if busy:
-        lines.append(f"BUSY: {'; '.join(busy)}. Do not quote these numbers.")
-    else:
-        lines.append("QUIET: load < 0.5 at the start, yardsticks within 10% before/after.")
+    lines = [status_line(info)]
     roof = min(y0.get("torch_gemm_gflops", 0), y1.get("torch_gemm_gflops", 0)) or None
     bw = max(y0.get("read_gbps", 0), y1.get("read_gbps", 0)) or None
     kernels = ", ".join(
@@ -136,11 +131,7 @@ def render(info: dict, res: dict, batches: list[int], text: dict | None) -> str:
         f"each contender in its own process, {info['rounds']} alternating rounds "
         f"(median of round medians). Load average start {info['load_start']:.2f}, "
         f"end {info['load_end']:.2f}. Command: `{info['command']}`.",
-        "Yardsticks before → after: "
-        + "; ".join(
-            f"{k} {y0.get(k, float('nan')):.1f} → {y1.get(k, float('nan')):.1f}"
-            for k in ("torch_gemm_gflops", "numpy_gemm_gflops", "read_gbps")
-        ),
+        yardstick_line(info),
         "",
     ]
     labels = [lab for lab in MAIN if res[lab]["times"]]

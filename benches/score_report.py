@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benches._report import busy_reasons, log, publish
+from benches._report import log, publish, status_line, yardstick_line
 from benches.engine_report import FLAGS, cpu_info
 from benches.engine_report import run as run_contender
 
@@ -168,13 +168,7 @@ def render(
     cli_wide: dict | None,
     ray_res: dict | None,
 ) -> str:
-    y0, y1 = info["yard_before"], info["yard_after"]
-    busy = busy_reasons(info)
-    head = (
-        f"BUSY: {'; '.join(busy)}. Do not quote these numbers."
-        if busy
-        else "QUIET: load < 0.5 at the start, yardsticks within 10% before/after."
-    )
+    head = status_line(info)
     e = {k: v["rows"] / v["seconds"] for k, v in eng.items()}
     cli_rate = a.rows / cli["scoring_seconds"]
     overhead_us = (1 / cli_rate - 1 / e[a.model]) * 1e6
@@ -185,11 +179,7 @@ def render(
         f"{', '.join(info['flags']) or 'none of ' + ', '.join(FLAGS)}; engine kernel "
         f"{eng[a.model]['kernel']}. Load average start {info['load_start']:.2f}, end "
         f"{info['load_end']:.2f}. Command: `{info['command']}`.",
-        "Yardsticks before → after: "
-        + "; ".join(
-            f"{k} {y0.get(k, float('nan')):.1f} → {y1.get(k, float('nan')):.1f}"
-            for k in ("torch_gemm_gflops", "numpy_gemm_gflops", "read_gbps")
-        ),
+        yardstick_line(info),
         f"Input: {a.rows:,} synthetic unit-norm 768-d float32 embeddings, Parquet (snappy) in "
         f"row groups of {a.row_group:,}: {info['gen']['bytes'] / 1e9:.1f} GB, written in "
         f"{info['gen']['seconds']:.0f} s to {a.tmp} ({info['free_gb']:.0f} GB free) and "

@@ -43,11 +43,12 @@ from typing import Any
 import httpx
 
 from benches._report import log, parser, publish
+from benches._serve_render import render
+from benches.engine_report import cpu_info
+from benches.engine_report import run as run_contender
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-from _serve_render import render  # noqa: E402
 
 WORDS = (
     "the of a which energy court price cell enzyme theorem market law force what is why does "
@@ -353,15 +354,8 @@ def cpu_profile(model: str) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    name = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": name, "kernel": platform.release(), "cpus": os.cpu_count()}
+    cpu, flags = cpu_info()
+    return {"cpu": cpu, "flags": flags, "kernel": platform.release(), "cpus": os.cpu_count()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     info = {**machine(), "load_start": os.getloadavg()[0], "seconds": a.seconds}
     info["command"] = "python -m benches.serve_report " + " ".join(argv or sys.argv[1:])
+    log(f"load {info['load_start']:.2f}; yardsticks (before) ...")
+    info["yard_before"] = run_contender(["yardsticks"])
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         log("building the top-2 reference-size model ...")
@@ -393,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         prof = cpu_profile(model)
         route = route_cases(a, model, tmp, log)
         chat = chat_cases(a, model, tmp, log)
+    log("yardsticks (after) ...")
+    info["yard_after"] = run_contender(["yardsticks"])
     info["load_end"] = os.getloadavg()[0]
     publish(render(info, route, chat, prof), a.out)
     return 0
