@@ -4,7 +4,10 @@ the batcher, sessions, spend, model-string options and the stream rewriting."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,12 +17,15 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("prometheus_client")
 
+import aiohttp  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from serve_fixtures import child_env  # noqa: E402
 from test_engine_fixtures import config, write  # noqa: E402
 
 import irt_fast  # noqa: E402
 from irt_fast.errors import InputError  # noqa: E402
+from irt_fast.serve import upstream  # noqa: E402
 from irt_fast.serve.chat import route_text  # noqa: E402
 from irt_fast.serve.config import Secret, load_config, validate_config  # noqa: E402
 from irt_fast.serve.proxy import env_proxies, proxy_for  # noqa: E402
@@ -377,3 +383,88 @@ def test_a_resolved_upstream_knows_its_proxy_and_never_shows_it(tmp_path):
     assert cfg.upstreams["llm-0"].proxy == "http://user:hunter2@proxy:3128"  # https://
     assert cfg.upstreams["llm-2"].proxy is None  # http:// on a NO_PROXY host
     assert "hunter2" not in repr(cfg.upstreams["llm-0"]) and "hunter2" not in repr(cfg)
+
+
+def test_an_endless_line_or_event_from_an_upstream_is_a_broken_stream():
+    async def source(chunks):
+        for c in chunks:
+            yield c
+
+    async def lines(chunks, max_line):
+        return [line async for line in text_lines(source(chunks), max_line)]
+
+    assert asyncio.run(lines([b"ab", b"cd\n"], 4)) == ["abcd"]
+    with pytest.raises(aiohttp.ClientPayloadError, match="longer than 4 bytes"):
+        asyncio.run(lines([b"abc", b"de"], 4))  # no line end yet
+    with pytest.raises(aiohttp.ClientPayloadError, match="longer than 4 bytes"):
+        asyncio.run(lines([b"x\nabcde"], 4))  # the unfinished rest of a chunk
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["content-length", "chunked"])
+def test_an_oversized_answer_is_a_failed_attempt(tmp_path, monkeypatch, sized):
+    """An upstream answer past MAX_ANSWER_BYTES is refused (and falls back) instead of being
+    read into memory, whether or not its length was announced."""
+    from aiohttp import web
+
+    monkeypatch.setattr(upstream, "MAX_ANSWER_BYTES", 1000)
+    up = _cfg(tmp_path, GOOD).upstreams["llm-2"]
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        body = b'{"x": "' + b"a" * 5000 + b'"}'
+        if sized:
+            return web.Response(body=body, content_type="application/json")
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for i in range(0, len(body), 512):
+            await resp.write(body[i : i + 512])
+        await resp.write_eof()
+        return resp
+
+    async def main() -> str:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", big)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        target = dataclasses.replace(up, url=f"http://127.0.0.1:{port}/v1/chat/completions")
+        try:
+            async with aiohttp.ClientSession() as client:
+                await upstream.call_json(client, target, {"messages": []}, 10.0, 10.0)
+        except upstream.AttemptFailed as e:
+            return e.kind + ": " + e.detail
+        finally:
+            await runner.cleanup()
+        return "no failure"
+
+    assert asyncio.run(main()) == "bad_response: an answer over 1,000 bytes"
+
+
+def test_a_served_heap_is_kept_out_of_the_cycle_collector(tmp_path):
+    """The command's app freezes the long-lived heap once started and again after a reload
+    (a full collection then skips the model, the app and the libraries); an app built without
+    freeze_heap (as in tests) leaves the process's collector alone."""
+    model = write(tmp_path / "m.safetensors", config(n_llms=4))
+    cfg = tmp_path / "router.toml"
+    cfg.write_text("[server]\nbatch_window_ms = 1\n")
+    code = f"""
+import asyncio, gc
+from irt_fast.serve.app import create_app
+
+async def main(freeze):
+    app = create_app({str(model)!r}, {str(cfg)!r}, freeze_heap=freeze)
+    async with app.router.lifespan_context(app):
+        started = gc.get_freeze_count()
+        ok, _ = await app.state.gateway.reload("test")
+        assert ok
+        return started, gc.get_freeze_count()
+
+plain = asyncio.run(main(False))
+frozen = asyncio.run(main(True))
+print(plain, frozen)
+assert plain == (0, 0), plain
+assert frozen[0] > 10_000 and frozen[1] > 10_000, frozen
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, env=child_env(), timeout=120)

@@ -103,6 +103,7 @@ def create_app(
     environ: Mapping[str, str] | None = None,
     workers: int = 1,
     snapshot: Snapshot | None = None,
+    freeze_heap: bool = False,
 ) -> Starlette:
     """The gateway app.
 
@@ -113,6 +114,8 @@ def create_app(
         workers: worker processes sharing budgets (each enforces ``budget_usd / workers``).
         snapshot: an already loaded (model, config) pair to serve first (the command loads
             and validates it before the server starts).
+        freeze_heap: keep the long-lived heap out of the cycle collector
+            (:func:`~irt_fast.serve.gateway.settle_heap`); the command sets it.
 
     Returns:
         The Starlette app; its lifespan loads the model (unless given) and opens the clients.
@@ -121,7 +124,14 @@ def create_app(
         model_path, config_path = snapshot.model_path, snapshot.config_path
     if model_path is None or config_path is None:
         raise IrtFastError("create_app needs model_path and config_path (or a snapshot)")
-    gw = Gateway(model_path, config_path, environ=environ, workers=workers, snapshot=snapshot)
+    gw = Gateway(
+        model_path,
+        config_path,
+        environ=environ,
+        workers=workers,
+        snapshot=snapshot,
+        freeze_heap=freeze_heap,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -304,4 +314,4 @@ def app_from_env() -> Starlette:
     if not model or not config:
         raise IrtFastError(f"{ENV_MODEL} and {ENV_CONFIG} must name the model and config files")
     workers = int(os.environ.get(ENV_WORKERS, "1") or 1)
-    return create_app(model, config, workers=workers)
+    return create_app(model, config, workers=workers, freeze_heap=True)

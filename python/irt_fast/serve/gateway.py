@@ -8,6 +8,7 @@ build as many gateways as they like in one process.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import os
@@ -45,6 +46,20 @@ def describe(e: BaseException) -> str:
     return text[:MAX_MESSAGE]
 
 
+def settle_heap() -> None:
+    """Collect, then move everything alive out of the cycle collector's reach (``gc.freeze``).
+
+    The model, the app and the libraries stay alive for the process's life, yet a full
+    collection scans them all: ~50 ms on the event loop for the gateway's heap, several times a
+    minute under load, and every request in flight waits it out (that is the p99). Frozen, a full
+    collection costs well under a millisecond. Objects still die by reference count as usual;
+    only cycles among frozen objects wait for the next settle (at each reload).
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class Gateway:
     """State of one gateway worker.
 
@@ -54,6 +69,8 @@ class Gateway:
         environ: where key variables are read (default ``os.environ``, at each (re)load).
         workers: worker processes sharing budgets (each enforces its share).
         snapshot: an already loaded snapshot to start with (else loaded at start).
+        freeze_heap: settle the heap (:func:`settle_heap`) once started and after each reload;
+            for a server process (it affects the whole process, so tests leave it off).
     """
 
     def __init__(
@@ -64,8 +81,10 @@ class Gateway:
         environ: Mapping[str, str] | None = None,
         workers: int = 1,
         snapshot: Snapshot | None = None,
+        freeze_heap: bool = False,
     ) -> None:
         self.model_path = model_path
+        self.freeze_heap = freeze_heap
         self.config_path = config_path
         self.environ = environ
         self.workers = workers
@@ -118,6 +137,8 @@ class Gateway:
             type(loop).__module__.split(".")[0],
             "" if snap.config.tokens else "; no authentication ([auth] api_keys_env unset)",
         )
+        if self.freeze_heap:
+            settle_heap()
 
     async def stop(self) -> None:
         """Close what start opened (in-flight requests have finished: uvicorn drains first)."""
@@ -229,6 +250,8 @@ class Gateway:
                 return False, msg
             old = self.snapshot.sha256
             self._install(snap)
+            if self.freeze_heap:
+                settle_heap()
             self.metrics.reloads.labels("ok").inc()
             msg = f"reloaded: sha256 {old[:12]} -> {snap.sha256[:12]}, {len(snap.config.upstreams)} upstream(s)"
             log.info("%s (asked by %s)", msg, source)

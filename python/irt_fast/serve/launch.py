@@ -70,7 +70,7 @@ def serve(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": int(max(snap.config.server.timeout_s, 1)) + 5,
     }
     if args.workers == 1:
-        app = create_app(snapshot=snap)
+        app = create_app(snapshot=snap, freeze_heap=True)
         server = uvicorn.Server(uvicorn.Config(app, **common))
         server.run()
         return 0 if server.started else 1

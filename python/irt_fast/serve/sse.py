@@ -27,15 +27,30 @@ class Outcome:
     usage: dict[str, Any] | None = field(default=None, init=False)
 
 
-async def text_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+#: The largest event (or line) an upstream may send; an event carrying a large tool call is one
+#: line. Past it the stream is treated as broken, so a faulty upstream cannot fill the
+#: gateway's memory.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+async def text_lines(
+    chunks: AsyncIterator[bytes], max_line: int = MAX_EVENT_BYTES
+) -> AsyncIterator[str]:
     """Lines of a byte stream, without their ending (``\\n``, ``\\r\\n`` or ``\\r``), decoded
-    as UTF-8 (invalid bytes replaced). No line length limit beyond memory: an event carrying a
-    large tool call stays one line. Chunks without a line end are only collected, so a long line
-    costs time linear in its length however finely it arrives."""
+    as UTF-8 (invalid bytes replaced). Chunks without a line end are only collected, so a long
+    line costs time linear in its length however finely it arrives.
+
+    Raises:
+        aiohttp.ClientPayloadError: a line grew past ``max_line`` bytes.
+    """
     pending: list[bytes] = []  # the unfinished line's pieces
+    size = 0  # their bytes
     async for chunk in chunks:
         held_cr = bool(pending) and pending[-1].endswith(b"\r")  # a line ended, not yet emitted
         if b"\n" not in chunk and b"\r" not in chunk and not held_cr:
+            size += len(chunk)
+            if size > max_line:
+                raise aiohttp.ClientPayloadError(f"a line longer than {max_line:,} bytes")
             pending.append(chunk)
             continue
         buf = b"".join([*pending, chunk])
@@ -44,6 +59,9 @@ async def text_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
             (buf[:-1] if cr else buf).replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
         )
         pending = [rest + b"\r" if cr else rest]
+        size = len(pending[0])
+        if size > max_line:
+            raise aiohttp.ClientPayloadError(f"a line longer than {max_line:,} bytes")
         for line in done:
             yield line.decode("utf-8", "replace")
     buf = b"".join(pending)
@@ -59,14 +77,21 @@ async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[list[str
 
     Returns:
         An async iterator of events.
+
+    Raises:
+        aiohttp.ClientPayloadError: an event grew past ``MAX_EVENT_BYTES``.
     """
     lines: list[str] = []
+    size = 0
     async for line in text_lines(response.content.iter_any()):
         if line:
             lines.append(line)
+            size += len(line)
+            if size > MAX_EVENT_BYTES:
+                raise aiohttp.ClientPayloadError(f"an event longer than {MAX_EVENT_BYTES:,} bytes")
         elif lines:
             yield lines
-            lines = []
+            lines, size = [], 0
     if lines:
         yield lines
 

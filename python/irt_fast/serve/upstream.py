@@ -37,6 +37,9 @@ T = TypeVar("T")
 RETRYABLE = {401, 403, 408}
 #: Bytes of an upstream error body passed back to a client (the rest is cut).
 MAX_ERROR_BODY = 64 * 1024
+#: The largest non-streamed answer read from an upstream; a larger one is a failed attempt
+#: (memory stays bounded whatever an upstream sends).
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
 class AttemptFailed(Exception):
@@ -219,7 +222,7 @@ async def call_json(
 
     async def answer() -> tuple[int, bytes]:
         async with _post(client, up, body, False, _timeout(budget_s, read_s)) as r:
-            return r.status, await r.read()
+            return r.status, await _answer_bytes(r, up)
 
     try:
         status, content = await within(answer(), budget_s)
@@ -240,6 +243,21 @@ async def call_json(
     if not isinstance(payload, dict):
         raise AttemptFailed(up.name, "bad_response", "HTTP 200 with a body that is not an object")
     return 200, payload, elapsed
+
+
+async def _answer_bytes(r: aiohttp.ClientResponse, up: Upstream) -> bytes:
+    """An answer's bytes, refused past ``MAX_ANSWER_BYTES``."""
+    if r.content_length is not None and r.content_length <= MAX_ANSWER_BYTES:
+        return await r.read()
+    data = bytearray()
+    if r.content_length is None:
+        async for chunk in r.content.iter_any():
+            data += chunk
+            if len(data) > MAX_ANSWER_BYTES:
+                break
+    if r.content_length is None and len(data) <= MAX_ANSWER_BYTES:
+        return bytes(data)
+    raise AttemptFailed(up.name, "bad_response", f"an answer over {MAX_ANSWER_BYTES:,} bytes")
 
 
 async def open_stream(
