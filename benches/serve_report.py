@@ -213,7 +213,11 @@ class Server:
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         cmd = [sys.executable, *[a.replace("{port}", str(self.port)) for a in args]]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env())
-        wait_http(self.url + health, self.proc)
+        try:
+            wait_http(self.url + health, self.proc)
+        except BaseException:
+            self.stop()
+            raise
 
     def cpu(self) -> float:
         return cpu_s(self.proc.pid)
@@ -229,13 +233,16 @@ def gateway(model: str, config: str, workers: int, tmp: Path, name: str) -> Serv
     args = ["-m", "irt_fast", "serve", "--model", model, "--config", str(cfg), "--port", "{port}",
             "--workers", str(workers), "--no-access-log", "--log-level", "warning"]  # fmt: skip
     srv = Server(args, "/healthz", tmp / f"{name}.log")
-    if workers > 1:  # until every worker answers (model_info carries one pid per worker)
+    try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            text = httpx.get(srv.url + "/metrics", timeout=10).text
+        while workers > 1 and time.monotonic() < deadline:  # until every worker answers
+            text = httpx.get(srv.url + "/metrics", timeout=10).text  # (one pid per worker)
             if len(set(re.findall(r'pid="(\d+)"', text))) >= workers:
                 break
             time.sleep(0.5)
+    except BaseException:
+        srv.stop()
+        raise
     return srv
 
 
@@ -358,7 +365,14 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "flags": flags, "kernel": platform.release(), "cpus": os.cpu_count()}
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM / SIGHUP end the run through the ``finally`` blocks, which stop the servers."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGHUP, _terminated)
     ap = parser(__doc__, "serve_report", "3 s per case, fewer cases")
     ap.add_argument("--seconds", type=int, default=10, help="per case")
     ap.add_argument("--workers", default="1,2")
