@@ -7,7 +7,8 @@ Every figure is CPU time (``time.process_time``: all threads of this process), s
 count time the process spent waiting for a core on a busy machine. Stages: reading the request
 (JSON, schema, text checks), embedding, the engine, the decision and the response's JSON, then
 the whole app in process (Starlette, the handler, the batcher and its thread hop) one request at
-a time and 32 at a time (one batch); and a chat completion forwarded to a stub upstream (in its
+a time and 32 at a time (one batch); a full cycle collection of the serving heap, with and
+without the freeze the command's workers apply; and a chat completion forwarded to a stub upstream (in its
 own process, so its CPU is not counted) by name (no routing) and through ``irt-router``. What the
 HTTP server adds is the report's CPU per request under load minus the app's.
 """
@@ -15,6 +16,7 @@ HTTP server adds is the report's CPU per request under load minus the app's.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -94,6 +96,7 @@ def _stub() -> tuple[subprocess.Popen, str]:
 def profile(model_path: str) -> dict[str, float]:
     import irt_fast
     from irt_fast.serve.app import create_app, json_response
+    from irt_fast.serve.gateway import settle_heap
     from irt_fast.serve.route_api import queries
     from irt_fast.serve.routing import Rule, choose
     from irt_fast.serve.schemas import RouteRequest, parse_json, validate
@@ -155,6 +158,12 @@ def profile(model_path: str) -> dict[str, float]:
                     await once()
                     n += conc
                 out[k] = (time.process_time() - t0) / n
+            # a full cycle collection of the serving heap, as the command's workers run it
+            # (frozen by settle_heap) and as it would be without that
+            out["gc_full"] = cpu_per_call(gc.collect, 0.5)
+            settle_heap()
+            out["gc_full_frozen"] = cpu_per_call(gc.collect, 0.5)
+            gc.unfreeze()
 
     try:
         asyncio.run(run())

@@ -108,6 +108,8 @@ PROFILE_ROWS = [
     ("app_32_at_a_time", "the whole app in process, 32 requests at a time (one batch)"),
     ("chat_direct", "a chat completion forwarded by name (no routing), upstream not counted"),
     ("chat_routed", "a chat completion through irt-router (routing + forwarding)"),
+    ("gc_full", "a full cycle collection of the serving heap (the event loop waits it out)"),
+    ("gc_full_frozen", "the same, with the heap frozen as the command's workers keep it"),
 ]
 
 
