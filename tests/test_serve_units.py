@@ -238,6 +238,26 @@ def test_lone_request_does_not_wait_for_the_window():
     np.testing.assert_array_equal(asyncio.run(main()), [[1.0, 2.0]])
 
 
+def test_a_request_on_its_way_joins_the_batch_that_waits_for_it():
+    """The first request waits in the batcher for the second (announced) one; the second, when
+    it comes, must join that batch rather than be scored alone (the first would then wait out
+    the whole window)."""
+
+    async def main() -> list[int]:
+        scorer = CountingScorer()
+        with ThreadPoolExecutor(1) as ex:
+            b = Batcher(600_000.0, 64, ex)
+            a1, a2 = b.arrival(), b.arrival()
+            first = asyncio.ensure_future(b.submit(scorer, texts=["a"], arrival=a1))
+            await asyncio.sleep(0.01)  # the batcher now holds the first and waits for a2
+            second = b.submit(scorer, texts=["bb"], arrival=a2)
+            await asyncio.wait_for(asyncio.gather(first, second), 60)
+            await b.close()
+        return scorer.calls
+
+    assert asyncio.run(main()) == [2]
+
+
 # --------------------------------------------------------------------- sessions and spend
 
 
