@@ -102,6 +102,7 @@ def test_good_config_resolves(tmp_path):
         (('api_keys_env = "TOKS"', 'api_keys_env = "NO_TOKENS"'), "NO_TOKENS is not set"),
         (("max_fallbacks = 1", "max_fallbacks = -1"), "[server] max_fallbacks"),
         (("max_fallbacks = 1", 'max_fallbacks = "two"'), "[server] max_fallbacks"),
+        (("max_fallbacks = 1", 'engine_dtype = "f16"'), "[server] engine_dtype"),
         (("margin = 0.02", "margin = 0.02\nlam = 1.0"), "set lam or margin, not both"),
         (('route_on = "conversation"', 'route_on = "everything"'), "[routing] route_on"),
         (("cost_per_query = 0.002", "model = 'x'"), "[routing] margin trades accuracy"),
@@ -488,3 +489,20 @@ assert plain == (0, 0), plain
 assert frozen[0] > 10_000 and frozen[1] > 10_000, frozen
 """
     subprocess.run([sys.executable, "-c", code], check=True, env=child_env(), timeout=120)
+
+
+def test_the_engine_dtype_of_the_config_is_the_served_model_s(tmp_path):
+    from irt_fast.serve.snapshot import load_snapshot
+
+    model = write(tmp_path / "m.safetensors", config(n_llms=4))
+    x = np.random.default_rng(0).standard_normal((64, config(n_llms=4)["embed_dim"]))
+    x = x.astype(np.float32)
+    p = {}
+    for dtype in ("f32", "bf16"):
+        cfg = tmp_path / f"{dtype}.toml"
+        cfg.write_text(f'[server]\nengine_dtype = "{dtype}"\n')
+        snap = load_snapshot(model, cfg)
+        assert snap.model._engine.dtype == dtype
+        p[dtype] = snap.scorer.proba(x)
+    np.testing.assert_allclose(p["bf16"], p["f32"], atol=0.02)
+    assert not np.array_equal(p["bf16"], p["f32"])  # the bf16 weights are really in use

@@ -75,6 +75,7 @@ class ServerSection(_Section):
     session_ttl_s: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
     max_sessions: int = Field(default=100_000, ge=1)
     engine_threads: int = Field(default=1, ge=1, le=1024)
+    engine_dtype: Literal["f32", "bf16"] = "f32"
     max_connections: int = Field(default=1000, ge=1)
     log_prompts: bool = False
 

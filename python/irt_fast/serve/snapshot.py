@@ -141,7 +141,7 @@ def load_snapshot(
     mp, cp = os.fspath(model_path), os.fspath(config_path)
     file = read_config(cp)  # cheap, and its engine_threads applies to the load
     sha = file_sha256(mp)
-    model = irt_fast.load(mp, threads=file.server.engine_threads)
+    model = irt_fast.load(mp, threads=file.server.engine_threads, dtype=file.server.engine_dtype)
     config = resolve_config(file, model.llm_names, environ, where=cp)
     scorer = ModelScorer(model)
     if warm:
