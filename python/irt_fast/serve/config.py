@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from irt_fast.errors import InputError
-from irt_fast.serve.proxy import proxy_for
+from irt_fast.serve.proxy import env_proxies, pick_proxy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -291,7 +291,8 @@ def resolve_config(
             )
     if len(set(r.candidates)) != len(r.candidates):
         raise InputError(f"{where}: [routing] candidates: a name appears twice")
-    upstreams = {name: _upstream(name, s, env, where) for name, s in f.llms.items()}
+    proxies = env_proxies(env)  # read once for the whole pool
+    upstreams = {name: _upstream(name, s, env, proxies, where) for name, s in f.llms.items()}
     candidates = tuple(r.candidates) or tuple(upstreams)
     if r.lam is not None or r.margin is not None:
         rule = "lam" if r.lam is not None else "margin"
@@ -321,7 +322,9 @@ def resolve_config(
     )
 
 
-def _upstream(name: str, s: LlmSection, env: Mapping[str, str], where: str) -> Upstream:
+def _upstream(
+    name: str, s: LlmSection, env: Mapping[str, str], proxies: Mapping[str, str], where: str
+) -> Upstream:
     here = f'{where}: [llms."{name}"]'
     if s.cost_per_query is not None and (
         s.input_per_mtok is not None or s.output_per_mtok is not None
@@ -341,7 +344,7 @@ def _upstream(name: str, s: LlmSection, env: Mapping[str, str], where: str) -> U
         expected_output_tokens=s.expected_output_tokens,
         budget_usd=s.budget_usd,
         stream_usage=s.stream_usage,
-        proxy=proxy_for(s.base_url, env),
+        proxy=pick_proxy(s.base_url, proxies),
     )
     if s.budget_usd is not None and not up.priced:
         raise InputError(f"{here}: budget_usd needs prices (cost_per_query or per-token prices)")

@@ -45,7 +45,11 @@ def env_proxies(environ: Mapping[str, str]) -> dict[str, str]:
 def proxy_for(url: str, environ: Mapping[str, str]) -> str | None:
     """The proxy URL to reach ``url`` through, or None (no proxy for its scheme, or its host
     is in ``NO_PROXY``)."""
-    proxies = env_proxies(environ)
+    return pick_proxy(url, env_proxies(environ))
+
+
+def pick_proxy(url: str, proxies: Mapping[str, str]) -> str | None:
+    """:func:`proxy_for` with the environment's proxies already read (:func:`env_proxies`)."""
     parts = urlsplit(url)
     proxy = proxies.get(parts.scheme)
     if proxy is None or proxy_bypass_environment(parts.hostname or "", proxies):

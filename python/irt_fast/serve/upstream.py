@@ -246,18 +246,18 @@ async def call_json(
 
 
 async def _answer_bytes(r: aiohttp.ClientResponse, up: Upstream) -> bytes:
-    """An answer's bytes, refused past ``MAX_ANSWER_BYTES``."""
-    if r.content_length is not None and r.content_length <= MAX_ANSWER_BYTES:
+    """An answer's bytes, refused past ``MAX_ANSWER_BYTES`` (announced or counted)."""
+    too_big = f"an answer over {MAX_ANSWER_BYTES:,} bytes"
+    if r.content_length is not None:
+        if r.content_length > MAX_ANSWER_BYTES:
+            raise AttemptFailed(up.name, "bad_response", too_big)
         return await r.read()
     data = bytearray()
-    if r.content_length is None:
-        async for chunk in r.content.iter_any():
-            data += chunk
-            if len(data) > MAX_ANSWER_BYTES:
-                break
-    if r.content_length is None and len(data) <= MAX_ANSWER_BYTES:
-        return bytes(data)
-    raise AttemptFailed(up.name, "bad_response", f"an answer over {MAX_ANSWER_BYTES:,} bytes")
+    async for chunk in r.content.iter_any():
+        data += chunk
+        if len(data) > MAX_ANSWER_BYTES:
+            raise AttemptFailed(up.name, "bad_response", too_big)
+    return bytes(data)
 
 
 async def open_stream(
