@@ -39,7 +39,7 @@ from irt_fast.serve.schemas import (  # noqa: E402
 )
 from irt_fast.serve.sessions import SessionStore  # noqa: E402
 from irt_fast.serve.spend import SpendBook  # noqa: E402
-from irt_fast.serve.sse import Outcome, rewrite_event, text_lines  # noqa: E402
+from irt_fast.serve.sse import Outcome, rewrite_event, sse_events, text_lines  # noqa: E402
 from irt_fast.serve.upstream import redact, upstream_body  # noqa: E402
 
 NAMES = ["llm-0", "llm-1", "llm-2", "llm-3"]
@@ -419,6 +419,31 @@ def test_an_endless_line_or_event_from_an_upstream_is_a_broken_stream():
         asyncio.run(lines([b"abc", b"de"], 4))  # no line end yet
     with pytest.raises(aiohttp.ClientPayloadError, match="longer than 4 bytes"):
         asyncio.run(lines([b"x\nabcde"], 4))  # the unfinished rest of a chunk
+    got: list[str] = []
+
+    async def collect(chunks, max_line):
+        async for line in text_lines(source(chunks), max_line):
+            got.append(line)
+
+    with pytest.raises(aiohttp.ClientPayloadError):
+        asyncio.run(collect([b"ok\nab", b"cde"], 4))
+    assert got == ["ok"]  # the lines before the long one were delivered
+
+
+def test_the_event_cap_counts_bytes_not_characters():
+    async def source(chunks):
+        for c in chunks:
+            yield c
+
+    async def events(chunks, cap):
+        return [e async for e in sse_events(source(chunks), cap)]
+
+    two = "é".encode()  # one character, two bytes
+    assert asyncio.run(events([b"data: " + two * 3 + b"\n\n"], 12)) == [["data: ééé"]]
+    with pytest.raises(aiohttp.ClientPayloadError, match="event longer than 12 bytes"):
+        asyncio.run(events([b"data: " + two * 4 + b"\n\n"], 12))  # 10 characters, 14 bytes
+    with pytest.raises(aiohttp.ClientPayloadError, match="event longer than 12 bytes"):
+        asyncio.run(events([b"data: 1234\n", b"data: 5678\n\n"], 12))  # two lines of one event
 
 
 @pytest.mark.parametrize("sized", [True, False], ids=["content-length", "chunked"])

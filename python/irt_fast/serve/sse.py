@@ -33,12 +33,16 @@ class Outcome:
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
-async def text_lines(
+def _too_long(max_line: int) -> aiohttp.ClientPayloadError:
+    return aiohttp.ClientPayloadError(f"a line longer than {max_line:,} bytes")
+
+
+async def byte_lines(
     chunks: AsyncIterator[bytes], max_line: int = MAX_EVENT_BYTES
-) -> AsyncIterator[str]:
-    """Lines of a byte stream, without their ending (``\\n``, ``\\r\\n`` or ``\\r``), decoded
-    as UTF-8 (invalid bytes replaced). Chunks without a line end are only collected, so a long
-    line costs time linear in its length however finely it arrives.
+) -> AsyncIterator[bytes]:
+    """Lines of a byte stream, without their ending (``\\n``, ``\\r\\n`` or ``\\r``). Chunks
+    without a line end are only collected, so a long line costs time linear in its length
+    however finely it arrives.
 
     Raises:
         aiohttp.ClientPayloadError: a line grew past ``max_line`` bytes.
@@ -47,48 +51,56 @@ async def text_lines(
     size = 0  # their bytes
     async for chunk in chunks:
         held_cr = bool(pending) and pending[-1].endswith(b"\r")  # a line ended, not yet emitted
-        if b"\n" not in chunk and b"\r" not in chunk and not held_cr:
-            size += len(chunk)
-            if size > max_line:
-                raise aiohttp.ClientPayloadError(f"a line longer than {max_line:,} bytes")
+        if b"\n" in chunk or b"\r" in chunk or held_cr:
+            buf = b"".join([*pending, chunk])
+            cr = buf.endswith(b"\r")  # may be the first half of a \r\n split across chunks
+            *done, rest = (
+                (buf[:-1] if cr else buf).replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+            )
+            pending, size = [rest + b"\r" if cr else rest], len(rest) + cr
+            for line in done:
+                yield line
+        else:
             pending.append(chunk)
-            continue
-        buf = b"".join([*pending, chunk])
-        cr = buf.endswith(b"\r")  # may be the first half of a \r\n split across chunks
-        *done, rest = (
-            (buf[:-1] if cr else buf).replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        )
-        pending = [rest + b"\r" if cr else rest]
-        size = len(pending[0])
+            size += len(chunk)
         if size > max_line:
-            raise aiohttp.ClientPayloadError(f"a line longer than {max_line:,} bytes")
-        for line in done:
-            yield line.decode("utf-8", "replace")
+            raise _too_long(max_line)
     buf = b"".join(pending)
     if buf:  # the last line, ended by the stream (or by a \r held back above)
-        yield buf.removesuffix(b"\r").decode("utf-8", "replace")
+        yield buf.removesuffix(b"\r")
 
 
-async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[list[str]]:
+async def text_lines(
+    chunks: AsyncIterator[bytes], max_line: int = MAX_EVENT_BYTES
+) -> AsyncIterator[str]:
+    """:func:`byte_lines` decoded as UTF-8 (invalid bytes replaced)."""
+    async for line in byte_lines(chunks, max_line):
+        yield line.decode("utf-8", "replace")
+
+
+async def sse_events(
+    chunks: AsyncIterator[bytes], max_event: int = MAX_EVENT_BYTES
+) -> AsyncIterator[list[str]]:
     """Server-sent events as lists of lines (a blank line ends an event).
 
     Args:
-        response: a streaming upstream response.
+        chunks: the body of a streaming upstream response, as it arrives.
+        max_event: the most bytes an event's lines may carry (line ends not counted).
 
     Returns:
-        An async iterator of events.
+        An async iterator of events, their lines decoded as UTF-8 (invalid bytes replaced).
 
     Raises:
-        aiohttp.ClientPayloadError: an event grew past ``MAX_EVENT_BYTES``.
+        aiohttp.ClientPayloadError: an event grew past ``max_event`` bytes.
     """
     lines: list[str] = []
     size = 0
-    async for line in text_lines(response.content.iter_any()):
+    async for line in byte_lines(chunks, max_event):
         if line:
-            lines.append(line)
             size += len(line)
-            if size > MAX_EVENT_BYTES:
-                raise aiohttp.ClientPayloadError(f"an event longer than {MAX_EVENT_BYTES:,} bytes")
+            if size > max_event:
+                raise aiohttp.ClientPayloadError(f"an event longer than {max_event:,} bytes")
+            lines.append(line.decode("utf-8", "replace"))
         elif lines:
             yield lines
             lines, size = [], 0

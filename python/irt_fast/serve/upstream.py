@@ -287,7 +287,7 @@ async def open_stream(
         if resp.status != 200:
             data = await resp.content.read(MAX_ERROR_BODY)
             return Passthrough(resp.status, redact(data, up))
-        events = sse_events(resp)
+        events = sse_events(resp.content.iter_any())
         try:
             first = await events.__anext__()
         except StopAsyncIteration:
