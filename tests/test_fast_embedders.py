@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from irt_fast.embedders import build, registry
-from irt_fast.errors import EmbedderError
+from irt_fast.errors import EmbedderError, InputError
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -114,6 +114,17 @@ def test_static_matches_model2vec(tmp_path, bert_tokenizer_json, weights, normal
     np.testing.assert_allclose(lone, emb.encode(TEXTS, batch_size=256), atol=1e-6, rtol=0)
     assert np.all(emb.encode([""]) == 0)  # no token: the zero vector, as model2vec
     assert emb.encode([]).shape == (0, 16)
+    # the gateway's one-text path: bit for bit what encode([text]) gives
+    odd = ["", " ", "🙂 漢字 ⊕ \x00", "é" * 3000, "word " * 2000]  # unknown tokens, over-long
+    for t in [*TEXTS, *odd]:
+        one = emb.encode_one(t)
+        assert one.dtype == np.float32 and one.shape == (1, 16) and one.flags.c_contiguous
+        assert np.array_equal(one, emb.encode([t])), t[:40]
+    assert emb._unk is not None and emb._unk in emb._tok.encode(odd[2]).ids  # the unk case ran
+    with pytest.raises(InputError, match="not valid Unicode"):
+        emb.encode_one("a\ud800b")
+    with pytest.raises(InputError, match="not str"):
+        emb.encode_one(3)  # type: ignore[arg-type]
 
 
 def test_static_no_torch_import(tmp_path, bert_tokenizer_json):
