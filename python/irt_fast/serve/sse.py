@@ -33,10 +33,6 @@ class Outcome:
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
-def _too_long(max_line: int) -> aiohttp.ClientPayloadError:
-    return aiohttp.ClientPayloadError(f"a line longer than {max_line:,} bytes")
-
-
 async def byte_lines(
     chunks: AsyncIterator[bytes], max_line: int = MAX_EVENT_BYTES
 ) -> AsyncIterator[bytes]:
@@ -64,7 +60,7 @@ async def byte_lines(
             pending.append(chunk)
             size += len(chunk)
         if size > max_line:
-            raise _too_long(max_line)
+            raise aiohttp.ClientPayloadError(f"a line longer than {max_line:,} bytes")
     buf = b"".join(pending)
     if buf:  # the last line, ended by the stream (or by a \r held back above)
         yield buf.removesuffix(b"\r")
