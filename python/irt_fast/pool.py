@@ -57,6 +57,17 @@ class PoolMixin:
             self._prior = _population_prior(self)
         return self._prior
 
+    @property
+    def population(self) -> np.ndarray:
+        """The trained LLMs' (θ, b) rows ``[n_trained, d (+ 1)]`` (b last when the model has
+        offsets): the population prior of the probe's ``strategy="population"``."""
+        trained = [i for i, e in enumerate(self.llm_info) if e["origin"] == "trained"]
+        theta = np.asarray(self._engine.theta, dtype=np.float64)[trained]
+        if not self._has_bias:
+            return theta
+        bias = np.asarray(self._engine.llm_bias, dtype=np.float64)[trained]
+        return np.column_stack([theta, bias])
+
     def add_llm(
         self,
         name: str,

@@ -13,6 +13,8 @@ Methods (``METHODS``; designs of :mod:`irt_fast.onboard.design`, estimators of
 - the fit on the random design (``random_model``, ``random_aipw``, ``random_blend``) and on
   the neyman design (``neyman_model``, ``neyman_aipw``, ``neyman_blend``, ``neyman_calibrated``);
 - the greedy variance criterion with the model estimate (``adaptive``, the earlier default);
+- the trained LLMs themselves as the prior, with adaptive questions (``population``,
+  :mod:`irt_fast.onboard.population`; cases that carry the fold's population rows);
 - fixed anchors chosen once per fold (``anchors_mean``: Σ weight · answer; ``anchors_blend``,
   ``anchors_model``).
 """
@@ -49,6 +51,7 @@ LABELS = {
     "neyman_blend_mean": "blend (mean, model), neyman design",
     "neyman_calibrated": "calibrated (left-out trained LLMs), neyman design",
     "adaptive": "model, greedy variance criterion (earlier default)",
+    "population": "population prior (the trained LLMs), adaptive questions",
     "anchors_mean": "fixed anchors, weighted mean",
     "anchors_model": "fixed anchors, model alone",
     "anchors_blend": "fixed anchors, blend",
@@ -79,6 +82,7 @@ class Case:
     prior: Prior
     train_pool_y: np.ndarray | None = None
     train_target_acc: np.ndarray | None = None
+    population: np.ndarray | None = None
 
     def probe(self, **kw: Any) -> Probe:
         """A probe over this case's pool and target (its groups and pool groups given)."""
@@ -195,6 +199,11 @@ def case_rows(
         for k in ks:
             _advance(pr, case, min(k, len(case.y_pool)), sequential=True)
             rows.append(_row(case, "adaptive", seed, k, pr.estimate()))
+    if "population" in methods and case.population is not None:
+        pr = _probe(case, seed, strategy="population", population=case.population, **opts)
+        for k in ks:
+            _advance(pr, case, min(k, len(case.y_pool)), sequential=True)
+            rows.append(_row(case, "population", seed, k, pr.estimate()))
     for k, anc in (anchors or {}).items():
         y = case.y_pool[anc.index]
         if "anchors_mean" in methods:

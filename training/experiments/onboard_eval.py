@@ -90,7 +90,9 @@ def fold_cases(
             prior=prior, **extra,
         )  # fmt: skip
 
-    cases = [case(m, pool, target, prior, train_pool_y=tpy, train_target_acc=tacc) for m in onboard]
+    rows = fm.theta if fm.bias is None else np.column_stack([fm.theta, fm.bias])
+    cases = [case(m, pool, target, prior, train_pool_y=tpy, train_target_acc=tacc,
+                  population=rows) for m in onboard]  # fmt: skip
     # calibration: trained LLMs on questions split into a pseudo-pool and a pseudo-target;
     # the validation questions when there are enough, else the training ones
     qs = va if len(va) >= 400 else tr

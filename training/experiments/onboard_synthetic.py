@@ -21,8 +21,8 @@ from training.experiments.onboard_core import KS, METHODS, Case, run_cases
 def synthetic_cases(
     n_llms: int, n_onboard: int, seed: int, d: int = 8, n_queries: int = 3000
 ) -> list[Case]:
-    """Known truth: α, β, θ of ``irt_fast.synthetic``; the prior from the other LLMs' true θ
-    (no offsets); pool/target = a random half of the questions each."""
+    """Known truth: α, β, θ of ``irt_fast.synthetic``; the prior (and the population) from the
+    other LLMs' true θ (no offsets); pool/target = a random half of the questions each."""
     from irt_fast.synthetic import make_synthetic
 
     ds, truth = make_synthetic(n_llms=n_llms, n_queries=n_queries, d=d, seed=seed)
@@ -30,7 +30,8 @@ def synthetic_cases(
     perm = rng.permutation(n_queries)
     pool, tgt = np.sort(perm[: n_queries // 2]), np.sort(perm[n_queries // 2 :])
     new = rng.choice(n_llms, size=min(n_onboard, n_llms // 2), replace=False)
-    prior = Prior.from_population(np.delete(truth.theta, new, axis=0), None)
+    population = np.delete(truth.theta, new, axis=0)
+    prior = Prior.from_population(population, None)
     groups = np.asarray(truth.benchmark_names)[truth.query_benchmark]
     # the other LLMs' answers: the regression baseline's training data
     rest = np.setdiff1d(np.arange(n_llms), new)
@@ -54,6 +55,7 @@ def synthetic_cases(
                 prior=prior,
                 train_pool_y=tpy,
                 train_target_acc=tacc,
+                population=population,
             )
         )
     return out

@@ -47,7 +47,7 @@ __all__ = [
     "to_estimate",
 ]
 
-ESTIMATORS = ("aipw", "blend", "mean", "model")
+ESTIMATORS = ("aipw", "blend", "mean", "model", "population")
 Z = {0.8: 1.2816, 0.9: 1.6449, 0.95: 1.96, 0.99: 2.5758}
 # (accuracy per group [G], variance per group [G], overall accuracy, overall variance)
 Raw = tuple[np.ndarray, np.ndarray, float, float]
@@ -295,6 +295,26 @@ def blend(
     return acc, lam**2 * var_a + (1 - lam**2) * vm
 
 
+def from_draws(
+    t: Target,
+    idx: np.ndarray,
+    y: np.ndarray,
+    draws: np.ndarray,
+    model_error: float,
+    group_model_error: float,
+) -> Raw:
+    """The model estimate over posterior draws of (θ, b) ``[p, n_draws]``: the mean accuracy
+    over the draws; its variance adds their spread, the Bernoulli noise of the predicted
+    questions and the item network's own error scaled by the share predicted."""
+    a_draws, noise, n_free = model_draws(t, idx, y, draws)
+    n = t.counts
+    var_g = a_draws.var(1) + noise / n**2 + (n_free / n * group_model_error) ** 2
+    tot = a_draws.T @ n / n.sum()
+    share = n_free.sum() / n.sum()
+    var = float(tot.var() + noise.sum() / n.sum() ** 2 + (share * model_error) ** 2)
+    return a_draws.mean(1), var_g, float(tot.mean()), var
+
+
 def estimate_all(
     t: Target,
     idx: np.ndarray,
@@ -324,13 +344,7 @@ def estimate_all(
         {estimator: (accuracy [G], variance [G], overall accuracy, overall variance)}.
     """
     draws = w[:, None] + np.linalg.cholesky(cov + 1e-12 * np.eye(len(w))) @ z
-    a_draws, noise, n_free = model_draws(t, idx, y, draws)
-    n = t.counts
-    var_g = a_draws.var(1) + noise / n**2 + (n_free / n * group_model_error) ** 2
-    tot = a_draws.T @ n / n.sum()
-    share = n_free.sum() / n.sum()
-    var = float(tot.var() + noise.sum() / n.sum() ** 2 + (share * model_error) ** 2)
-    out: dict[str, Raw] = {"model": (a_draws.mean(1), var_g, float(tot.mean()), var)}
+    out: dict[str, Raw] = {"model": from_draws(t, idx, y, draws, model_error, group_model_error)}
     if not fitted:
         return dict.fromkeys(ESTIMATORS, out["model"])
     resid = loo_residuals(x_asked, beta_asked, y, w, cov)

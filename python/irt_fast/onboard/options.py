@@ -30,10 +30,11 @@ __all__ = [
 # (docs/results/onboard): 0 overall, 3-4 points per benchmark.
 DEFAULT_MODEL_ERROR = 0.0
 DEFAULT_GROUP_MODEL_ERROR = 0.035
-STRATEGIES = ("neyman", "random", "stratified", "variance", "adaptive")
+STRATEGIES = ("neyman", "random", "stratified", "variance", "adaptive", "population")
 # prior_scale="auto": the widths of the prior the fit chooses among by evidence
 AUTO_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-GREEDY = ("variance", "adaptive")  # look at the answers: inclusion probabilities unknown
+# look at the answers: inclusion probabilities unknown
+GREEDY = ("variance", "adaptive", "population")
 _LEVELS = (0.8, 0.9, 0.95, 0.99)
 MAX_DRAWS = 100_000
 
@@ -43,9 +44,11 @@ class ProbeOptions:
     """How a probe selects questions and estimates.
 
     Attributes:
-        strategy: "neyman" (default), "random", "stratified", "variance" or "adaptive".
-        estimator: "blend", "aipw" or "model"; None: "blend" for the random designs, "model"
-            for the greedy strategies (whose inclusion probabilities are unknown).
+        strategy: "neyman" (default), "random", "stratified", "variance", "adaptive" or
+            "population" (the trained LLMs themselves as the prior, for new LLMs like them).
+        estimator: "blend", "aipw", "mean", "model" or "population"; None: "blend" for the
+            random designs, "population" for that strategy, "model" for the other greedy ones
+            (whose inclusion probabilities are unknown).
         pool_groups: one target-group label per pool question (default: the nearest target
             group in item-parameter space).
         seed: a non-negative integer seeding the question order and the posterior draws.
@@ -125,6 +128,8 @@ class ProbeOptions:
         """The estimator to use: the one given, else the strategy's default."""
         if self.estimator is not None:
             return self.estimator
+        if self.strategy == "population":
+            return "population"
         return "model" if self.strategy in GREEDY else "blend"
 
 

@@ -16,6 +16,10 @@ Selection (``strategy``):
   with the most extreme α. Looks at the answers, so its inclusion probabilities are unknown
   and only the ``"model"`` estimator applies.
 - ``"adaptive"``: as ``"variance"``, scored by the outcome uncertainty p(1 − p).
+- ``"population"``: the trained LLMs' own (θ, b) rows as the prior
+  (:mod:`irt_fast.onboard.population`); each next question the one expected to cut the
+  posterior variance of the target accuracy most. For new LLMs like the trained ones (it cannot
+  go past the strongest); its estimator is ``"population"``.
 
 Estimate (``estimator``, see :mod:`irt_fast.onboard.estimators`): ``"model"``, ``"aipw"``,
 ``"mean"`` or ``"blend"``; the default is ``"blend"`` for the random designs and ``"model"``
@@ -43,7 +47,15 @@ import numpy as np
 from irt_fast.errors import InputError
 
 from .design import assign_pool_groups, make_design, match_rows, pool_weight
-from .estimators import ESTIMATORS, Estimate, GroupEstimate, Target, estimate_all, to_estimate
+from .estimators import (
+    ESTIMATORS,
+    Estimate,
+    GroupEstimate,
+    Target,
+    estimate_all,
+    from_draws,
+    to_estimate,
+)
 from .fit import Posterior, fit_llm
 from .options import (
     DEFAULT_GROUP_MODEL_ERROR,
@@ -54,6 +66,7 @@ from .options import (
     answers_arg,
     labels_arg,
 )
+from .population import Population, row_accuracy
 from .prior import Prior
 
 __all__ = [
@@ -98,17 +111,21 @@ class Probe:
             stratified selection. Labels are compared as given (``1`` and ``"1"`` differ).
         **kwargs: the options of :class:`irt_fast.onboard.options.ProbeOptions` (strategy,
             estimator, pool_groups, seed, model_error, group_model_error, level, n_draws,
-            top_frac, trim, n_clusters) and ``prior``; anything else is refused.
+            top_frac, trim, n_clusters), ``prior`` and ``population`` (the (θ, b) rows of the
+            population strategy; default: the model's trained LLMs); anything else is refused.
     """
 
     def __init__(
         self, model: Any, pool: Any, target: Any, groups: Any = None, **kwargs: Any
     ) -> None:
         prior = kwargs.pop("prior", None) or model.prior
+        population = kwargs.pop("population", None)
         opts = ProbeOptions.from_kwargs(kwargs)  # checked before the (slow) item parameters
+        if population is None and "population" in (opts.strategy, opts.estimator):
+            population = model.population
         ap, bp = model.item_params(pool)
         at, bt = model.item_params(target)
-        self._setup(ap, bp, at, bt, prior, groups, opts)
+        self._setup(ap, bp, at, bt, prior, groups, opts, population)
 
     @classmethod
     def from_params(
@@ -121,14 +138,18 @@ class Probe:
         groups: Any = None,
         **kwargs: Any,
     ) -> Probe:
-        """A probe on item parameters directly (no engine: evaluations, tests)."""
+        """A probe on item parameters directly (no engine: evaluations, tests); the population
+        strategy needs ``population=`` rows."""
         self = cls.__new__(cls)
+        population = kwargs.pop("population", None)
         opts = ProbeOptions.from_kwargs(kwargs)
-        self._setup(alpha_pool, beta_pool, alpha_target, beta_target, prior, groups, opts)
+        self._setup(alpha_pool, beta_pool, alpha_target, beta_target, prior, groups, opts,
+                    population)  # fmt: skip
         return self
 
     def _setup(self, alpha_pool: Any, beta_pool: Any, alpha_target: Any, beta_target: Any,
-               prior: Any, groups: Any, opts: ProbeOptions) -> None:  # fmt: skip
+               prior: Any, groups: Any, opts: ProbeOptions,
+               population: Any = None) -> None:  # fmt: skip
         self.alpha_pool, self.beta_pool = _as_params(alpha_pool, beta_pool, "pool")
         self.alpha_target, self.beta_target = _as_params(alpha_target, beta_target, "target")
         d = self.alpha_pool.shape[1]
@@ -170,6 +191,17 @@ class Probe:
         self._pg = pg
         self._target = Target(xt, self.beta_target, tg, n_groups, t_of_p, pg, stratum,
                               np.bincount(stratum))  # fmt: skip
+        self._pop: Population | None = None
+        if population is not None:
+            rows = np.asarray(population, dtype=np.float64)
+            if rows.ndim != 2 or rows.shape[1] != prior.dim:
+                raise InputError(
+                    f"population must be [n, {prior.dim}] (θ, b) rows, got {rows.shape}"
+                )
+            self._pop = Population(rows)
+            self._pop_acc = row_accuracy(rows, xt, self.beta_target)
+        elif "population" in (self.strategy, self.estimator):
+            raise InputError("the population strategy and estimator need population= rows")
         self._asked = np.zeros(n_pool, dtype=bool)
         self._idx: list[int] = []
         self._y: list[float] = []
@@ -194,6 +226,11 @@ class Probe:
         from irt_fast.inputs import positive_int
 
         n = positive_int("n", n)
+        if self.strategy == "population":
+            assert self._pop is not None
+            free = np.flatnonzero(~self._asked)
+            gains = self._pop.gains(self._xp, self.beta_pool, free, self._pop_acc)
+            return free[np.argsort(-gains, kind="stable")[:n]].astype(np.int64)
         if self._order is not None:
             free = self._order[~self._asked[self._order]]
             return free[:n].astype(np.int64)
@@ -261,6 +298,8 @@ class Probe:
         post = fit_llm(self.alpha_pool[all_idx], self.beta_pool[all_idx], all_y, self.prior,
                        has_bias=self.has_bias, prior_scales=self.options.prior_scales)  # fmt: skip
         self.posterior = post
+        if self._pop is not None:
+            self._pop.record(self._xp[i], self.beta_pool[i], y)
         self._idx, self._y = all_idx.tolist(), all_y.tolist()
         self._asked[i] = True
 
@@ -277,7 +316,8 @@ class Probe:
 
     def estimates(self) -> dict[str, Estimate]:
         """Every estimator's Estimate from the same fit and posterior draws ({"model", "aipw",
-        "mean", "blend", "blend_mean"}; before any answer all are the prior's)."""
+        "mean", "blend", "blend_mean"}; before any answer all are the prior's), and
+        "population" when the probe has a population."""
         w, cov = self._mean_cov()
         o = self.options
         idx, y = self.answers
@@ -285,6 +325,9 @@ class Probe:
         gme = o.group_model_error if o.group_model_error is not None else o.model_error
         raw = estimate_all(self._target, idx, y, self._xp[idx], self.beta_pool[idx], w, cov, z,
                            o.model_error, gme, self.posterior is not None)  # fmt: skip
+        if self._pop is not None:
+            draws = self._pop.draws(o.n_draws, self._draw_rng)
+            raw["population"] = from_draws(self._target, idx, y, draws, o.model_error, gme)
         return {
             k: to_estimate(r, self._target, self.group_names, self.n_answers, self.level)
             for k, r in raw.items()
