@@ -133,3 +133,42 @@ def test_a_model_probes_with_its_own_trained_llms(model_path):
     pr.record(idx, np.ones(5))
     e = pr.estimate()
     assert 0 <= e.lo <= e.accuracy <= e.hi <= 1
+
+
+def test_a_huge_pool_and_target_are_scored_on_bounded_samples(families, monkeypatch):
+    import irt_fast.onboard.probe as probe_mod
+
+    monkeypatch.setattr(probe_mod, "MAX_SCORED_QUESTIONS", 16)
+    monkeypatch.setattr(probe_mod, "MAX_SCORED_TARGET", 50)
+    trained, ap, bp, at, bt, y_pool, y_t = families
+    pr = Probe.from_params(ap, bp, at, bt, Prior.from_population(trained),
+                           strategy="population", population=trained)  # fmt: skip
+    assert pr._pop_acc.shape == (len(trained),)
+    seen: set[int] = set()
+    for _ in range(10):
+        idx = pr.next(3)
+        assert len(idx) == 3 and not seen & set(idx.tolist())
+        seen |= set(idx.tolist())
+        pr.record(idx, y_pool[0, idx])
+    assert abs(pr.estimate().accuracy - y_t[0].mean()) < 0.15
+
+
+def test_an_llm_unlike_the_population_falls_back_to_the_gaussian_prior(families):
+    """An LLM far from every trained family: the Gaussian prior's evidence wins, and the
+    population estimate follows it instead of the nearest trained LLM; a fine-tune of a trained
+    family keeps the population."""
+    trained, ap, bp, at, bt, y_pool, y_t = families
+    rng = np.random.default_rng(5)
+    far = 4.0 * rng.standard_normal(trained.shape[1])
+    yf_pool = (rng.random(600) < _sigmoid(ap @ far - bp)).astype(float)
+    yf_t = (rng.random(400) < _sigmoid(at @ far - bt)).astype(float)
+    shares, errs = {}, {}
+    for name, yp, yt in (("far", yf_pool, yf_t), ("family", y_pool[0], y_t[0])):
+        pr = _probe(families, "population", population=trained)
+        while pr.n_answers < 60:
+            idx = pr.next(5)
+            pr.record(idx, yp[idx])
+        shares[name] = pr.population_share()
+        errs[name] = abs(pr.estimate().accuracy - yt.mean())
+    assert shares["far"] < 0.5 < shares["family"]
+    assert errs["far"] < 0.08 and errs["family"] < 0.05

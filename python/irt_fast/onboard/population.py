@@ -9,9 +9,10 @@ answer is expected to cut the posterior variance of the target accuracy most,
 Cov_w(acc, p_i)² / (p̄_i (1 − p̄_i)).
 
 On the leaderboard preset (6,000 LLMs in families) this is what a Bayes oracle that knows the
-whole population does, and a fitted model's population gets 0.69× the random mean's error at
-k = 50 against 0.80× for the Gaussian prior's greedy criterion (docs/onboarding.md). It cannot
-go past the strongest trained LLM, so it is for new LLMs like the trained ones.
+whole population does (docs/onboarding.md has the measurements). Alone it cannot go past the
+strongest trained LLM, so the probe weighs it against the Gaussian prior by their evidence
+(``Probe.population_share``): an LLM unlike the trained ones moves the estimate, and the choice
+of questions, back to the Gaussian prior's.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class Population:
         """Add the log-likelihood of answers ``y`` to questions with design rows ``x``."""
         p = np.clip(_sigmoid(self.rows @ x.T - beta), 1e-9, 1 - 1e-9)
         self.loglik += np.log(p) @ y + np.log1p(-p) @ (1.0 - y)
+
+    def log_evidence(self) -> float:
+        """log p(answers | population prior) = log of the mean likelihood over the rows."""
+        top = self.loglik.max()
+        return float(top + np.log(np.exp(self.loglik - top).mean()))
 
     def weights(self) -> np.ndarray:
         w = np.exp(self.loglik - self.loglik.max())

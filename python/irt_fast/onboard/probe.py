@@ -18,8 +18,9 @@ Selection (``strategy``):
 - ``"adaptive"``: as ``"variance"``, scored by the outcome uncertainty p(1 − p).
 - ``"population"``: the trained LLMs' own (θ, b) rows as the prior
   (:mod:`irt_fast.onboard.population`); each next question the one expected to cut the
-  posterior variance of the target accuracy most. For new LLMs like the trained ones (it cannot
-  go past the strongest); its estimator is ``"population"``.
+  posterior variance of the target accuracy most. Its estimator ``"population"`` averages
+  this prior and the Gaussian one by their evidence (``population_share``); while the
+  Gaussian prior explains the answers better, questions are chosen as by ``"variance"``.
 
 Estimate (``estimator``, see :mod:`irt_fast.onboard.estimators`): ``"model"``, ``"aipw"``,
 ``"mean"`` or ``"blend"``; the default is ``"blend"`` for the random designs and ``"model"``
@@ -78,6 +79,12 @@ __all__ = [
     "GroupEstimate",
     "Probe",
 ]
+
+
+#: The population strategy scores at most this many free pool questions per step (a seeded
+#: sample beyond), and ranks them by the rows' accuracy on at most this many target questions.
+MAX_SCORED_QUESTIONS = 4096
+MAX_SCORED_TARGET = 20_000
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -199,7 +206,11 @@ class Probe:
                     f"population must be [n, {prior.dim}] (θ, b) rows, got {rows.shape}"
                 )
             self._pop = Population(rows)
-            self._pop_acc = row_accuracy(rows, xt, self.beta_target)
+            # each row's target accuracy only ranks questions: a sample of a huge target will do
+            sub = np.arange(n_target)
+            if n_target > MAX_SCORED_TARGET:
+                sub = np.sort(self._rng.choice(n_target, MAX_SCORED_TARGET, replace=False))
+            self._pop_acc = row_accuracy(rows, xt[sub], self.beta_target[sub])
         elif "population" in (self.strategy, self.estimator):
             raise InputError("the population strategy and estimator need population= rows")
         self._asked = np.zeros(n_pool, dtype=bool)
@@ -226,9 +237,11 @@ class Probe:
         from irt_fast.inputs import positive_int
 
         n = positive_int("n", n)
-        if self.strategy == "population":
+        if self.strategy == "population" and self.population_share() >= 0.5:
             assert self._pop is not None
             free = np.flatnonzero(~self._asked)
+            if len(free) > MAX_SCORED_QUESTIONS:  # bounded work per step on a huge pool
+                free = np.sort(self._rng.choice(free, MAX_SCORED_QUESTIONS, replace=False))
             gains = self._pop.gains(self._xp, self.beta_pool, free, self._pop_acc)
             return free[np.argsort(-gains, kind="stable")[:n]].astype(np.int64)
         if self._order is not None:
@@ -326,12 +339,29 @@ class Probe:
         raw = estimate_all(self._target, idx, y, self._xp[idx], self.beta_pool[idx], w, cov, z,
                            o.model_error, gme, self.posterior is not None)  # fmt: skip
         if self._pop is not None:
-            draws = self._pop.draws(o.n_draws, self._draw_rng)
+            # the two priors averaged by their evidence: draws from each in proportion
+            n_pop = int(round(self.population_share() * o.n_draws))
+            gauss = w[:, None] + np.linalg.cholesky(cov + 1e-12 * np.eye(len(w))) @ z
+            draws = np.hstack([self._pop.draws(n_pop, self._draw_rng), gauss[:, n_pop:]])
             raw["population"] = from_draws(self._target, idx, y, draws, o.model_error, gme)
         return {
             k: to_estimate(r, self._target, self.group_names, self.n_answers, self.level)
             for k, r in raw.items()
         }
+
+    def population_share(self) -> float:
+        """The posterior probability that the new LLM is like the trained LLMs: the population
+        prior's evidence against the Gaussian prior's (its Laplace evidence, less log of the
+        number of widths it chose among), equal odds before any answer. 0 without a population.
+        Below 1/2 the population strategy asks by the Gaussian prior's variance criterion."""
+        if self._pop is None:
+            return 0.0
+        if self.posterior is None:
+            return 0.5
+        gauss = self.posterior.log_evidence - np.log(len(self.options.prior_scales))
+        if not np.isfinite(gauss):
+            return 0.5
+        return float(1.0 / (1.0 + np.exp(np.clip(gauss - self._pop.log_evidence(), -700, 700))))
 
     def predict_target(self) -> np.ndarray:
         """P(correct) on every target question at the posterior mode."""
