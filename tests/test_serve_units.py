@@ -406,13 +406,15 @@ def test_a_resolved_upstream_knows_its_proxy_and_never_shows_it(tmp_path):
     assert "hunter2" not in repr(cfg.upstreams["llm-0"]) and "hunter2" not in repr(cfg)
 
 
-def test_an_endless_line_or_event_from_an_upstream_is_a_broken_stream():
-    async def source(chunks):
-        for c in chunks:
-            yield c
+async def _arrive(chunks):
+    """An upstream body arriving in these chunks."""
+    for c in chunks:
+        yield c
 
+
+def test_an_endless_line_or_event_from_an_upstream_is_a_broken_stream():
     async def lines(chunks, max_line):
-        return [line async for line in text_lines(source(chunks), max_line)]
+        return [line async for line in text_lines(_arrive(chunks), max_line)]
 
     assert asyncio.run(lines([b"ab", b"cd\n"], 4)) == ["abcd"]
     with pytest.raises(aiohttp.ClientPayloadError, match="longer than 4 bytes"):
@@ -422,7 +424,7 @@ def test_an_endless_line_or_event_from_an_upstream_is_a_broken_stream():
     got: list[str] = []
 
     async def collect(chunks, max_line):
-        async for line in text_lines(source(chunks), max_line):
+        async for line in text_lines(_arrive(chunks), max_line):
             got.append(line)
 
     with pytest.raises(aiohttp.ClientPayloadError):
@@ -431,12 +433,8 @@ def test_an_endless_line_or_event_from_an_upstream_is_a_broken_stream():
 
 
 def test_the_event_cap_counts_bytes_not_characters():
-    async def source(chunks):
-        for c in chunks:
-            yield c
-
     async def events(chunks, cap):
-        return [e async for e in sse_events(source(chunks), cap)]
+        return [e async for e in sse_events(_arrive(chunks), cap)]
 
     two = "é".encode()  # one character, two bytes
     assert asyncio.run(events([b"data: " + two * 3 + b"\n\n"], 12)) == [["data: ééé"]]
