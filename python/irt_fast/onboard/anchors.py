@@ -35,7 +35,7 @@ from irt_fast import inputs
 from irt_fast.errors import DataError, InputError
 
 from .design import assign_pool_groups, item_features, kmeans, match_rows, pool_weight
-from .estimators import Estimate, Target, estimate_all, to_estimate
+from .estimators import Estimate, Target, estimate_all, gaussian_draws, to_estimate
 from .fit import fit_llm
 from .options import ProbeOptions, answers_arg, labels_arg
 from .prior import Prior
@@ -324,8 +324,9 @@ def estimate_from_anchors(
     xa = t.xp_anchor
     z = np.random.default_rng([o.seed, 1]).standard_normal((prior.dim, o.n_draws))
     gme = o.group_model_error if o.group_model_error is not None else o.model_error
+    draws = gaussian_draws(post.mean, post.cov, z)
     raw = estimate_all(t.target, np.arange(anchors.k), y, xa, anchors.beta, post.mean,
-                       post.cov, z, o.model_error, gme, True)  # fmt: skip
+                       post.cov, draws, o.model_error, gme, True)  # fmt: skip
     return to_estimate(raw[estimator], t.target, anchors.group_names, anchors.k, o.level)
 
 

@@ -295,6 +295,11 @@ def blend(
     return acc, lam**2 * var_a + (1 - lam**2) * vm
 
 
+def gaussian_draws(w: np.ndarray, cov: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Draws ``[p, n]`` of N(w, cov) from standard normal draws ``z`` ``[p, n]``."""
+    return w[:, None] + np.linalg.cholesky(cov + 1e-12 * np.eye(len(w))) @ z
+
+
 def from_draws(
     t: Target,
     idx: np.ndarray,
@@ -323,7 +328,7 @@ def estimate_all(
     beta_asked: np.ndarray,
     w: np.ndarray,
     cov: np.ndarray,
-    z: np.ndarray,
+    draws: np.ndarray,
     model_error: float,
     group_model_error: float,
     fitted: bool,
@@ -335,7 +340,7 @@ def estimate_all(
         idx: asked pool indices ``[k]``; y: their 0/1 answers.
         x_asked, beta_asked: design rows ``[k, p]`` and difficulties of the asked questions.
         w, cov: the posterior (or, before any answer, the prior) mean and covariance.
-        z: standard normal draws ``[p, n_draws]`` for the posterior draws.
+        draws: posterior draws of (θ, b) ``[p, n_draws]`` (:func:`gaussian_draws`).
         model_error, group_model_error: the item network's own error on the overall and on a
             group's accuracy.
         fitted: whether (w, cov) is a posterior fitted from the answers (else only "model").
@@ -343,7 +348,6 @@ def estimate_all(
     Returns:
         {estimator: (accuracy [G], variance [G], overall accuracy, overall variance)}.
     """
-    draws = w[:, None] + np.linalg.cholesky(cov + 1e-12 * np.eye(len(w))) @ z
     out: dict[str, Raw] = {"model": from_draws(t, idx, y, draws, model_error, group_model_error)}
     if not fitted:
         return dict.fromkeys(ESTIMATORS, out["model"])

@@ -55,6 +55,7 @@ from .estimators import (
     Target,
     estimate_all,
     from_draws,
+    gaussian_draws,
     to_estimate,
 )
 from .fit import Posterior, fit_llm
@@ -336,12 +337,12 @@ class Probe:
         idx, y = self.answers
         z = self._draw_rng.standard_normal((len(w), o.n_draws))
         gme = o.group_model_error if o.group_model_error is not None else o.model_error
-        raw = estimate_all(self._target, idx, y, self._xp[idx], self.beta_pool[idx], w, cov, z,
-                           o.model_error, gme, self.posterior is not None)  # fmt: skip
+        gauss = gaussian_draws(w, cov, z)
+        raw = estimate_all(self._target, idx, y, self._xp[idx], self.beta_pool[idx], w, cov,
+                           gauss, o.model_error, gme, self.posterior is not None)  # fmt: skip
         if self._pop is not None:
             # the two priors averaged by their evidence: draws from each in proportion
             n_pop = int(round(self.population_share() * o.n_draws))
-            gauss = w[:, None] + np.linalg.cholesky(cov + 1e-12 * np.eye(len(w))) @ z
             draws = np.hstack([self._pop.draws(n_pop, self._draw_rng), gauss[:, n_pop:]])
             raw["population"] = from_draws(self._target, idx, y, draws, o.model_error, gme)
         return {
