@@ -313,15 +313,15 @@ def _population_prior(model: PoolMixin) -> Prior:
     stored = model._engine.prior
     if stored is not None:
         return Prior(mean=stored[0], cov=stored[1])
-    trained = [i for i, e in enumerate(model.llm_info) if e["origin"] == "trained"]
-    if len(trained) < 2:
+    rows = model.population
+    if len(rows) < 2:
         raise WeightsFormatError(
-            f"the weights file records no prior and has {len(trained)} trained LLM(s); a "
+            f"the weights file records no prior and has {len(rows)} trained LLM(s); a "
             "population prior needs at least 2"
         )
-    theta = model._engine.theta[trained]
-    bias = model._engine.llm_bias[trained] if model._has_bias else None
-    return Prior.from_population(theta, bias)
+    if model._has_bias:
+        return Prior.from_population(rows[:, :-1], rows[:, -1])
+    return Prior.from_population(rows, None)
 
 
 def _flag(name: str, value: Any) -> bool:
