@@ -21,14 +21,12 @@ import numpy as np
 
 from irt_fast.errors import InputError
 
+from .estimators import _sigmoid
+
 #: Rows scored when choosing the next question: the heaviest ones (the rest carry next to no
 #: weight once a few answers are in, and the cost is rows × candidates).
 MAX_SCORED_ROWS = 1024
 _CHUNK = 4096  # candidate columns per block: bounds memory to rows × _CHUNK
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 class Population:

@@ -207,11 +207,12 @@ class Probe:
                     f"population must be [n, {prior.dim}] (θ, b) rows, got {rows.shape}"
                 )
             self._pop = Population(rows)
-            # each row's target accuracy only ranks questions: a sample of a huge target will do
-            sub = np.arange(n_target)
-            if n_target > MAX_SCORED_TARGET:
-                sub = np.sort(self._rng.choice(n_target, MAX_SCORED_TARGET, replace=False))
-            self._pop_acc = row_accuracy(rows, xt[sub], self.beta_target[sub])
+            if self.strategy == "population":  # only the question choice needs these
+                # each row's target accuracy only ranks questions: a sample of a huge target
+                sub = np.arange(n_target)
+                if n_target > MAX_SCORED_TARGET:
+                    sub = np.sort(self._rng.choice(n_target, MAX_SCORED_TARGET, replace=False))
+                self._pop_acc = row_accuracy(rows, xt[sub], self.beta_target[sub])
         elif "population" in (self.strategy, self.estimator):
             raise InputError("the population strategy and estimator need population= rows")
         self._asked = np.zeros(n_pool, dtype=bool)
