@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import EmbedderError
 from .base import MARKER, check_texts, marker_kind
+from .words import WordIds
 
 try:  # optional: makes the segmented mean ~20x faster (numpy fallback otherwise)
     import scipy.sparse as _sparse
@@ -128,6 +129,7 @@ class StaticEmbedder:
         else:
             tok.enable_truncation(self.max_length)
         self._tok = tok
+        self._word_ids = WordIds(tok, self.max_length)
         self._unk = _unk_token_id(tok)
         tokens = sorted(vocab, key=vocab.__getitem__)
         self._median_len = int(np.median([len(t) for t in tokens])) if tokens else 1
@@ -161,13 +163,14 @@ class StaticEmbedder:
 
         The gateway's common case is a request with one text, and at a modest request rate
         its caches are cold: every numpy call then costs tens of µs (benches/_cold_path.py).
-        So one text is tokenised without the batch call's thread pool, averaged by a gather,
-        and normalised with a dot product (equal to the batch path's norm within 1e-6).
+        So one text is tokenised from cached words where that is exact (:mod:`.words`), else
+        without the batch call's thread pool, averaged by a gather, and normalised with a dot
+        product (equal to the batch path's norm within 1e-6).
         """
         check_texts([text])
         if self._char_cap is not None:
             text = text[: self._char_cap]
-        return self._one(self._tok.encode(text, add_special_tokens=False).ids)
+        return self._one(self._word_ids(text))
 
     def _one(self, ids: list[int]) -> np.ndarray:
         """The ``[1, dim]`` vector of one text's token ids."""
