@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from irt_fast.embedders import build, registry
+from irt_fast.embedders.static import WORD_BATCH
 from irt_fast.errors import EmbedderError, InputError
 
 pytestmark = [
@@ -121,6 +122,11 @@ def test_static_matches_model2vec(tmp_path, bert_tokenizer_json, weights, normal
         assert one.dtype == np.float32 and one.shape == (1, 16) and one.flags.c_contiguous
         assert np.array_equal(one, emb.encode([t])), t[:40]
     assert emb._unk is not None and emb._unk in emb._tok.encode(odd[2]).ids  # the unk case ran
+    # small batches are tokenised from cached words, large ones by the tokenizer's batch call
+    many = [*TEXTS, *odd, "a\tb\nc", "x\x0by"] * 6
+    assert len(many) > WORD_BATCH >= 16
+    big, small = emb.encode(many, batch_size=len(many)), emb.encode(many, batch_size=16)
+    np.testing.assert_allclose(small, big, atol=1e-6, rtol=0)
     with pytest.raises(InputError, match="not valid Unicode"):
         emb.encode_one("a\ud800b")
     with pytest.raises(InputError, match="not str"):

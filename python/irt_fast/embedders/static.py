@@ -28,6 +28,11 @@ from ..errors import EmbedderError
 from .base import MARKER, check_texts, marker_kind
 from .words import WordIds
 
+#: Batches up to this many texts are tokenised word by word from the cache (:mod:`.words`):
+#: 21 against 43-54 µs of CPU per text in the gateway's batches of 32 short texts; larger
+#: batches of long texts with new words are as fast through the tokenizer's batch call.
+WORD_BATCH = 64
+
 try:  # optional: makes the segmented mean ~20x faster (numpy fallback otherwise)
     import scipy.sparse as _sparse
 except ImportError:  # pragma: no cover
@@ -144,6 +149,8 @@ class StaticEmbedder:
         if self._char_cap is not None:
             cap = self._char_cap
             texts = [t[:cap] for t in texts]
+        if len(texts) <= WORD_BATCH and self._word_ids.enabled:  # a gateway's micro-batch
+            return [self._word_ids(t) for t in texts]
         encs = self._encode_batch(texts, add_special_tokens=False)
         return [e.ids for e in encs]
 
