@@ -74,25 +74,31 @@ def render(
         lines.append(f"Not measured: {chat[0]['error']}.")
     else:
         lines += [
-            "| workers | rate | stub p50 | stub p99 | gateway p50 | gateway p99 | added p50 | added p99 | errors | gateway CPU (cores) | oha CPU (cores) |",  # fmt: skip
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| workers | rate | stub p50 | stub p99 | gateway p50 | gateway p99 | added p50 | added p99 | by name: added p50 / p99 | errors | gateway CPU (cores) | oha CPU (cores) |",  # fmt: skip
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in chat:
-            d, v = r["direct"], r["via"]
+            d, v, n = r["direct"], r["via"], r.get("named", {})
             if "error" in d or "error" in v:
                 lines.append(
                     f"| {r['workers']} | {r['rate']} | {d.get('error') or v.get('error')} |"
                 )
                 continue
+            named = (
+                f"{_f(n['p50_ms'] - d['p50_ms'], 2)} / {_f(n['p99_ms'] - d['p99_ms'], 2)} ms"
+                if "p50_ms" in n
+                else n.get("error", "-")
+            )
             lines.append(
                 f"| {r['workers']} | {r['rate']}/s | {_f(d['p50_ms'], 2)} ms | {_f(d['p99_ms'], 2)} ms "
                 f"| {_f(v['p50_ms'], 2)} ms | {_f(v['p99_ms'], 2)} ms | {_f(v['p50_ms'] - d['p50_ms'], 2)} ms "
-                f"| {_f(v['p99_ms'] - d['p99_ms'], 2)} ms | {d['errors'] + v['errors']} "
+                f"| {_f(v['p99_ms'] - d['p99_ms'], 2)} ms | {named} | {d['errors'] + v['errors'] + n.get('errors', 0)} "
                 f"| {_f(v['srv_cpu_s'] / info['seconds'], 2)} | {_f(v['gen_cpu_s'] / info['seconds'], 2)} |"
             )
         lines.append("")
         lines.append(
-            "(added = the gateway's percentile minus the stub's, each measured at the same rate.)"
+            "(added = the gateway's percentile minus the stub's, each measured at the same rate; "
+            "by name = the same call naming an LLM instead of irt-router: forwarded without routing.)"
         )
     return "\n".join(lines) + "\n"
 

@@ -12,7 +12,8 @@ Cases (a top-2 reference-size IrtNet, 29 LLMs, over the ``m2v-mpnet-256`` static
   that answers at once, with ``oha`` at a fixed rate of 100 and 500 requests/s: the latency the
   gateway adds = its percentile minus the same percentile when ``oha`` calls the stub directly
   (same body, same rate, same run; latencies corrected for coordinated omission, i.e. timed from
-  when each request was due).
+  when each request was due); beside it, the same call forwarded by name (no routing): what the
+  extra hop alone adds.
 
 Beside each case: the gateway's CPU time (all its processes) and the load generator's, in cores
 (CPU seconds per second), read from /proc and getrusage; and where one request's time goes,
@@ -338,10 +339,12 @@ def chat_cases(a: argparse.Namespace, model: str, tmp: Path, log: Any) -> list[d
                         f"  chat: {workers} worker(s), {rate} req/s, stub direct then through the gateway"
                     )
                     direct = run_oha(stub.url + "/v1/chat/completions", {"model": names[0], "messages": messages}, rate, a.seconds)  # fmt: skip
+                    # forwarded by name (no routing): what the hop alone adds
+                    named = run_oha(srv.url + "/v1/chat/completions", {"model": names[0], "messages": messages}, rate, a.seconds)  # fmt: skip
                     c0 = srv.cpu()
                     via = run_oha(srv.url + "/v1/chat/completions", {"model": "irt-router", "messages": messages}, rate, a.seconds)  # fmt: skip
                     via["srv_cpu_s"] = srv.cpu() - c0
-                    rows.append({"workers": workers, "rate": rate, "direct": direct, "via": via})
+                    rows.append({"workers": workers, "rate": rate, "direct": direct, "named": named, "via": via})  # fmt: skip
             finally:
                 srv.stop()
     finally:
