@@ -8,8 +8,10 @@ import dataclasses
 import json
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -257,6 +259,32 @@ def test_a_request_on_its_way_joins_the_batch_that_waits_for_it():
         return scorer.calls
 
     assert asyncio.run(main()) == [2]
+
+
+def test_small_batches_are_scored_on_the_loop_and_large_ones_in_a_thread():
+    """A thread hand-off costs more than a small batch: up to INLINE_ROWS rows and
+    INLINE_CHARS characters are scored on the event loop, anything larger in a worker."""
+    from irt_fast.serve.routing import INLINE_CHARS, INLINE_ROWS
+
+    class ThreadScorer(CountingScorer):
+        def proba(self, x: np.ndarray) -> np.ndarray:
+            self.threads.append(threading.current_thread() is threading.main_thread())
+            return super().proba(x)
+
+    async def main(**kw: Any) -> bool:
+        scorer = ThreadScorer()
+        scorer.threads = []
+        with ThreadPoolExecutor(1) as ex:
+            b = Batcher(0.0, 64, ex)  # one request, one batch
+            await b.submit(scorer, **kw)
+            await b.close()
+        return scorer.threads[0]
+
+    assert asyncio.run(main(texts=["a"] * INLINE_ROWS))
+    assert asyncio.run(main(x=np.ones((INLINE_ROWS, 1), np.float32)))
+    assert not asyncio.run(main(texts=["a"] * (INLINE_ROWS + 1)))
+    assert not asyncio.run(main(x=np.ones((INLINE_ROWS + 1, 1), np.float32)))
+    assert not asyncio.run(main(texts=["a" * (INLINE_CHARS + 1)]))
 
 
 # --------------------------------------------------------------------- sessions and spend

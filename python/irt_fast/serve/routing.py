@@ -3,10 +3,10 @@
 The batcher: each request puts its texts (or embeddings) and a future on a queue; one task
 takes what is queued (up to ``max_batch`` rows), waits at most ``batch_window_ms`` after the
 first of them for requests that are already being read, embeds and scores the whole batch in a
-worker thread (the engine releases the GIL, so the event loop keeps serving) and resolves the
-futures with each request's rows of P(correct). It never holds a batch back when no other
-request is on its way, so a lone request pays no window. ``batch_window_ms = 0`` turns
-batching off: every request is scored on its own, in the worker threads.
+worker thread (the engine releases the GIL, so the event loop keeps serving; a small batch is
+scored on the loop itself, see ``small``) and resolves the futures with each request's rows of
+P(correct). It never holds a batch back when no other request is on its way, so a lone request
+pays no window. ``batch_window_ms = 0`` turns batching off: every request is scored on its own.
 
 The decision: the rules of :meth:`irt_fast.Model.route` (``best``, ``penalty`` = P − lam·cost,
 ``within_best`` = the cheapest candidate within ``margin`` of the best), computed in float32
@@ -180,18 +180,20 @@ def score_items(items: Sequence[_Item]) -> tuple[list[np.ndarray], float, float]
     return out, t1 - t0, t2 - t1
 
 
-#: A batch of one text up to this long (or one embedding) is scored on the event loop itself:
-#: a thread hand-off costs more CPU than such a batch, and it blocks the loop for well under a
-#: millisecond. Larger batches go to the worker threads, so the loop keeps reading requests.
+#: A batch of at most this many rows and characters is scored on the event loop itself: a
+#: thread hand-off (a wake-up, then the loop and the thread taking turns at the GIL) costs more
+#: than such a batch, which blocks the loop for well under a millisecond (short texts are
+#: tokenised from cached words, ~10-20 µs each; the engine takes ~50 µs for one row and ~20 µs
+#: per row in a batch). Larger batches go to the worker threads, so the loop keeps reading.
+INLINE_ROWS = 8
 INLINE_CHARS = 2000
 
 
 def small(items: Sequence[_Item]) -> bool:
     """Whether a batch is cheaper to score on the event loop than in a worker thread."""
-    if len(items) != 1 or items[0].rows != 1:
+    if sum(it.rows for it in items) > INLINE_ROWS:
         return False
-    texts = items[0].texts
-    return texts is None or len(texts[0]) <= INLINE_CHARS
+    return sum(len(t) for it in items if it.texts is not None for t in it.texts) <= INLINE_CHARS
 
 
 class Arrival:
