@@ -6,12 +6,14 @@ object) then costs 160-200 µs on the development machine against 30-50 µs back
 (benches/_cold_path.py). Real traffic reuses its words, so caching each word's ids and
 joining them costs a split and a few dictionary look-ups: 36-41 µs cold, under 2 µs hot.
 
-This is exact only where a text's ids are the concatenation of its whitespace-separated words' ids:
-a BERT-style normaliser works character by character, a BERT/whitespace pre-tokeniser splits on
-whitespace first, and the model (WordPiece, WordLevel) sees one pre-token at a time. In ASCII
-made of printable characters, spaces, tabs and line breaks, ``str.split()`` splits exactly where
-the pre-tokeniser does; any other text (non-ASCII, other control characters, which a BERT
-normaliser deletes rather than splits on) goes to the tokeniser whole. Truncation applies to the joined ids, as the tokeniser applies it to the whole text.
+This is exact only where a text's ids are the concatenation of its whitespace-separated
+words' ids: a BERT-style normaliser works character by character, a BERT/whitespace
+pre-tokeniser splits on whitespace first, and the model (WordPiece, WordLevel) sees one
+pre-token at a time. In ASCII made of printable characters, spaces, tabs and line breaks,
+``str.split()`` splits exactly where the pre-tokeniser does; any other text (non-ASCII, other
+control characters, which a BERT normaliser deletes rather than splits on) goes to the
+tokeniser whole. Truncation applies to the joined ids, as the tokeniser applies it to the
+whole text.
 """
 
 from __future__ import annotations
