@@ -87,7 +87,7 @@ class WordIds:
 
     def __call__(self, text: str) -> list[int]:
         if not (self.enabled and text.isascii() and _spaced_printable(text)):
-            return list(self._tok.encode(text, add_special_tokens=False).ids)
+            return self._tok.encode(text, add_special_tokens=False).ids  # a new list each call
         ids: list[int] = []
         for w in text.split():
             ids += self._word(w)
