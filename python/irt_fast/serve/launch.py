@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import inspect
 import logging
 import os
@@ -47,6 +48,14 @@ def logging_config(level: str) -> dict[str, Any]:
     return cfg
 
 
+def http_protocol() -> str:
+    """uvicorn's HTTP protocol: httptools with one write per response when httptools is
+    installed (:mod:`irt_fast.serve.transport`), else uvicorn's own choice."""
+    if importlib.util.find_spec("httptools") is None:
+        return "auto"
+    return "irt_fast.serve.transport:CoalescingHttpToolsProtocol"
+
+
 def serve(args: argparse.Namespace) -> int:
     """Load and check the model and config, then serve until interrupted.
 
@@ -68,6 +77,7 @@ def serve(args: argparse.Namespace) -> int:
         "access_log": args.access_log,
         "log_config": logging_config(args.log_level),
         "timeout_graceful_shutdown": int(max(snap.config.server.timeout_s, 1)) + 5,
+        "http": http_protocol(),
     }
     if args.workers == 1:
         app = create_app(snapshot=snap, freeze_heap=True)
