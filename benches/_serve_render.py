@@ -11,6 +11,19 @@ def _f(v: float, digits: int = 1) -> str:
     return "–" if v != v else f"{v:,.{digits}f}"
 
 
+def _wake_line(info: dict[str, Any]) -> str:
+    """The host's regime: a loopback send to a sleeping reader, before and after the run."""
+    w0, w1 = info.get("wake_before"), info.get("wake_after")
+    if not w0 or not w1:
+        return "Loopback send to a sleeping reader: not measured."
+    return (
+        "Loopback send to a sleeping reader (`benches/_wake_cost.py`), p50 / p90 before → after: "
+        f"{w0['asleep_p50_us']:.0f} / {w0['asleep_p90_us']:.0f} µs → "
+        f"{w1['asleep_p50_us']:.0f} / {w1['asleep_p90_us']:.0f} µs "
+        f"(to an awake one: {w0['awake_p50_us']:.0f} → {w1['awake_p50_us']:.0f} µs)."
+    )
+
+
 def render(
     info: dict[str, Any],
     rows: list[dict[str, Any]],
@@ -28,6 +41,7 @@ def render(
         f"{info['seconds']:g} s per case after a warm-up; the gateway with engine_threads = 1 per "
         "worker and access logging off; the load generator on the same machine.",
         yardstick_line(info),
+        _wake_line(info),
         "",
         "### /v1/route, one text per request (wrk, closed loop)",
         "",

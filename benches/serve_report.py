@@ -18,7 +18,9 @@ Cases (a top-2 reference-size IrtNet, 29 LLMs, over the ``m2v-mpnet-256`` static
 Beside each case: the gateway's CPU time (all its processes) and the load generator's, in cores
 (CPU seconds per second), read from /proc and getrusage; and where one request's time goes,
 from the gateway's own metrics (queue wait, embedding and engine time per batch) and its CPU
-time. The machine (CPU, kernel, load average at the start and end) heads the report; when the
+time. The machine (CPU, kernel, load average at the start and end) heads the report, with what
+a loopback send to a sleeping process costs before and after the run (``benches/_wake_cost.py``:
+the host's regime, which moves every figure here); when the
 1-minute load was >= 0.5 at the start its first line says BUSY and the numbers must not be
 quoted. Access logging is off in every case (``--no-access-log``).
 """
@@ -45,6 +47,7 @@ import httpx
 
 from benches._report import log, parser, publish
 from benches._serve_render import render
+from benches._wake_cost import wake_cost
 from benches.engine_report import cpu_info
 from benches.engine_report import run as run_contender
 
@@ -398,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     info["command"] = "python -m benches.serve_report " + " ".join(argv or sys.argv[1:])
     log(f"load {info['load_start']:.2f}; yardsticks (before) ...")
     info["yard_before"] = run_contender(["yardsticks"])
+    info["wake_before"] = wake_cost()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         log("building the top-2 reference-size model ...")
@@ -408,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         chat = chat_cases(a, model, tmp, log)
     log("yardsticks (after) ...")
     info["yard_after"] = run_contender(["yardsticks"])
+    info["wake_after"] = wake_cost()
     info["load_end"] = os.getloadavg()[0]
     publish(render(info, route, chat, prof), a.out)
     return 0
