@@ -241,24 +241,6 @@ def test_lone_request_does_not_wait_for_the_window():
     np.testing.assert_array_equal(asyncio.run(main()), [[1.0, 2.0]])
 
 
-def test_a_lone_request_is_scored_at_once_without_a_loop_hop():
-    """Batching on, nothing queued or announced: the request is scored in its own task,
-    without passing through the batching task (a callback scheduled before it has not run)."""
-
-    async def main() -> tuple[bool, list[int]]:
-        scorer = CountingScorer()
-        with ThreadPoolExecutor(1) as ex:
-            b = Batcher(50.0, 64, ex)
-            hopped = []
-            asyncio.get_running_loop().call_soon(hopped.append, True)
-            await b.submit(scorer, texts=["a"], arrival=b.arrival())
-            seen = bool(hopped)
-            await b.close()
-        return seen, scorer.calls
-
-    assert asyncio.run(main()) == (False, [1])
-
-
 def test_a_request_on_its_way_joins_the_batch_that_waits_for_it():
     """The first request waits in the batcher for the second (announced) one; the second, when
     it comes, must join that batch rather than be scored alone (the first would then wait out

@@ -6,9 +6,7 @@ first of them for requests that are already being read, embeds and scores the wh
 worker thread (the engine releases the GIL, so the event loop keeps serving; a small batch is
 scored on the loop itself, see ``small``) and resolves the futures with each request's rows of
 P(correct). It never holds a batch back when no other request is on its way, so a lone request
-pays no window; when nothing is queued, gathering or on its way, a request does not even pass
-through that task and is scored at once. ``batch_window_ms = 0`` turns batching off: every
-request is scored on its own.
+pays no window. ``batch_window_ms = 0`` turns batching off: every request is scored on its own.
 
 The decision: the rules of :meth:`irt_fast.Model.route` (``best``, ``penalty`` = P − lam·cost,
 ``within_best`` = the cheapest candidate within ``margin`` of the best), computed in float32
@@ -238,7 +236,6 @@ class Batcher:
         self.arriving = 0
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self._gathering = False  # the batching task holds requests and waits for more
 
     def configure(self, window_ms: float, max_batch: int) -> None:
         """Apply new settings (after a reload); the next batch uses them."""
@@ -271,11 +268,7 @@ class Batcher:
         item = _Item(scorer, texts, x, loop.create_future(), time.perf_counter())
         if arrival is not None:
             arrival.close()
-        if self.window_s <= 0 or (
-            self.arriving <= 0 and not self._gathering and self._queue.empty()
-        ):
-            # batching off, or no batch gathering and nothing else queued or on its way: this
-            # request alone, now (what the batching task would do, without two loop hops)
+        if self.window_s <= 0:  # batching off: this request alone
             if small([item]):
                 rows, te, tg = score_items([item])
             else:
@@ -303,14 +296,6 @@ class Batcher:
         first = await self._queue.get()
         batch, rows = [first], first.rows
         deadline = first.enqueued + self.window_s
-        self._gathering = True
-        try:
-            await self._gather(batch, rows, deadline)
-        finally:
-            self._gathering = False
-        return batch
-
-    async def _gather(self, batch: list[_Item], rows: int, deadline: float) -> None:
         while rows < self.max_batch:
             if not self._queue.empty():
                 item = self._queue.get_nowait()
@@ -324,6 +309,7 @@ class Batcher:
                     break
             batch.append(item)
             rows += item.rows
+        return batch
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
