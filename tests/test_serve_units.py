@@ -241,6 +241,22 @@ def test_lone_request_does_not_wait_for_the_window():
     np.testing.assert_array_equal(asyncio.run(main()), [[1.0, 2.0]])
 
 
+def test_a_burst_of_requests_is_one_batch_even_unannounced():
+    """Requests whose bytes came in one turn of the loop reach the batcher one after another,
+    before any of them announced the next: they must still be scored together (scoring the
+    first at once, because nothing else was announced yet, would make every batch one row)."""
+
+    async def main() -> list[int]:
+        scorer = CountingScorer()
+        with ThreadPoolExecutor(1) as ex:
+            b = Batcher(50.0, 64, ex)
+            await asyncio.gather(*[b.submit(scorer, texts=["a"] * 2) for _ in range(10)])
+            await b.close()
+        return scorer.calls
+
+    assert asyncio.run(main()) == [20]
+
+
 def test_a_request_on_its_way_joins_the_batch_that_waits_for_it():
     """The first request waits in the batcher for the second (announced) one; the second, when
     it comes, must join that batch rather than be scored alone (the first would then wait out
