@@ -250,9 +250,8 @@ def create_app(
         )
 
     app = GatewayApp(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+        hot, routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
     )
-    app.hot = hot
     app.state.gateway = gw
     return app
 
@@ -267,7 +266,11 @@ class GatewayApp(Starlette):
     lifespan) goes through Starlette as usual, so a miss only costs the lookup.
     """
 
-    hot: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {}
+    def __init__(
+        self, hot: Mapping[tuple[str, str], Callable[[Request], Awaitable[Response]]], **kw: Any
+    ) -> None:
+        super().__init__(**kw)
+        self.hot = dict(hot)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
