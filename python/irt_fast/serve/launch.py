@@ -50,10 +50,10 @@ def logging_config(level: str) -> dict[str, Any]:
 
 def http_protocol() -> str:
     """uvicorn's HTTP protocol: httptools with one write per response when httptools is
-    installed (:mod:`irt_fast.serve.transport`), else uvicorn's own choice."""
+    installed (:mod:`irt_fast.serve.http_protocol`), else uvicorn's own choice."""
     if importlib.util.find_spec("httptools") is None:
         return "auto"
-    return "irt_fast.serve.transport:CoalescingHttpToolsProtocol"
+    return "irt_fast.serve.http_protocol:GatewayHttpProtocol"
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""The gateway's HTTP plumbing: one socket write per response, and the busiest endpoints
-answered without Starlette's router (everything else still through it)."""
+"""The gateway's HTTP plumbing: one socket write per response, no reset for a request a
+retiring worker had accepted, and the busiest endpoints answered without Starlette's router
+(everything else still through it)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from test_engine_fixtures import config, write  # noqa: E402
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: E402
 from uvicorn.server import ServerState  # noqa: E402
 
+from irt_fast.serve import http_protocol as http_protocol_module  # noqa: E402
 from irt_fast.serve.app import create_app  # noqa: E402
-from irt_fast.serve.launch import http_protocol  # noqa: E402
-from irt_fast.serve.transport import (  # noqa: E402
+from irt_fast.serve.http_protocol import (  # noqa: E402
     FLUSH_BYTES,
-    CoalescingHttpToolsProtocol,
     CoalescingTransport,
+    GatewayHttpProtocol,
 )
+from irt_fast.serve.launch import http_protocol  # noqa: E402
 
 REQUEST = b"GET /%s HTTP/1.1\r\nhost: t\r\n\r\n"
 
@@ -147,19 +149,97 @@ def _served(protocol: type[HttpToolsProtocol], path: str) -> list[bytes]:
 def test_a_json_response_leaves_in_one_write_and_a_stream_chunk_by_chunk():
     plain = _served(HttpToolsProtocol, "json")
     assert len(plain) == 2  # uvicorn's own: the head, then the body
-    one = _served(CoalescingHttpToolsProtocol, "json")
+    one = _served(GatewayHttpProtocol, "json")
     assert len(one) == 1 and one[0] == b"".join(plain)
     assert one[0].startswith(b"HTTP/1.1 200") and one[0].endswith(b'{"ok":true}')
     # a stream: the head rides with the first event, later events leave as they come
-    chunks = _served(CoalescingHttpToolsProtocol, "stream")
+    chunks = _served(GatewayHttpProtocol, "stream")
     assert len(chunks) == 3, chunks
     assert chunks[0].startswith(b"HTTP/1.1 200") and b"data: 1" in chunks[0]
     assert b"data: 2" in chunks[1] and chunks[2] == b"0\r\n\r\n"
 
 
 def test_the_command_serves_with_the_coalescing_protocol():
-    assert http_protocol() == "irt_fast.serve.transport:CoalescingHttpToolsProtocol"
-    assert uvicorn.importer.import_from_string(http_protocol()) is CoalescingHttpToolsProtocol
+    assert http_protocol() == "irt_fast.serve.http_protocol:GatewayHttpProtocol"
+    assert uvicorn.importer.import_from_string(http_protocol()) is GatewayHttpProtocol
+
+
+async def _ok(scope: Any, receive: Any, send: Any) -> None:
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _request_then_shutdown(protocol: type[HttpToolsProtocol]) -> bytes:
+    """A client whose request is in the server's socket buffer, not yet read, when the server
+    shuts its connections down (as a retiring worker does); what the client then reads."""
+    cfg = uvicorn.Config(_ok, log_level="warning", lifespan="off")
+    cfg.load()
+    state = ServerState()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: protocol(config=cfg, server_state=state, app_state={}), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(500):  # until the server has accepted the connection
+            if state.connections:
+                break
+            await asyncio.sleep(0.002)
+        writer.write(b"POST /v1/route HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\n\r\n{}")
+        server.close()  # in the same loop turn: the server has not read the request yet
+        for conn in list(state.connections):
+            conn.shutdown()
+        try:
+            answer = await asyncio.wait_for(reader.read(), 5)
+        except ConnectionResetError:
+            answer = b"reset"
+        writer.close()
+        return answer
+    finally:
+        server.close()
+
+
+def test_a_retiring_server_answers_a_request_it_had_accepted_but_not_read():
+    """uvicorn's own protocol closes such a connection with the request unread (the kernel
+    answers with a reset, the client loses the request); the gateway's answers it."""
+    theirs = asyncio.run(_request_then_shutdown(HttpToolsProtocol))
+    assert theirs in (b"reset", b""), theirs  # the failure this guards against
+    ours = asyncio.run(_request_then_shutdown(GatewayHttpProtocol))
+    assert ours.startswith(b"HTTP/1.1 200"), ours
+    assert b"connection: close" in ours.lower() and ours.endswith(b"ok")  # then closed (EOF)
+
+
+def test_a_retiring_server_still_closes_idle_connections(monkeypatch):
+    """A connection that shows no request within the grace period is closed; one whose
+    request is in progress finishes it first."""
+    monkeypatch.setattr(http_protocol_module, "DRAIN_GRACE_S", 0.05)
+
+    async def main() -> None:
+        cfg = uvicorn.Config(_ok, log_level="warning", lifespan="off")
+        cfg.load()
+        idle = GatewayHttpProtocol(config=cfg, server_state=ServerState(), app_state={})
+        real = FakeTransport()
+        idle.connection_made(real)
+        idle.shutdown()
+        assert not real.closed  # not at once: a request may be on its way
+        await asyncio.sleep(0.1)
+        assert real.closed and real.writes == []
+        partial = GatewayHttpProtocol(config=cfg, server_state=ServerState(), app_state={})
+        real2 = FakeTransport()
+        partial.connection_made(real2)
+        partial.data_received(b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-le")  # half a request
+        partial.shutdown()
+        await asyncio.sleep(0.1)
+        assert not real2.closed  # the rest of the request is still awaited
+        partial.data_received(b"ngth: 2\r\n\r\n{}")
+        await asyncio.sleep(0.05)
+        assert real2.closed and real2.writes and real2.writes[0].startswith(b"HTTP/1.1 200")
+        assert b"connection: close" in real2.writes[0].lower()
+
+    asyncio.run(main())
 
 
 def test_hot_endpoints_skip_the_router_and_the_rest_still_use_it(tmp_path):
