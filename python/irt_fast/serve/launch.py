@@ -49,8 +49,9 @@ def logging_config(level: str) -> dict[str, Any]:
 
 
 def http_protocol() -> str:
-    """uvicorn's HTTP protocol: httptools with one write per response when httptools is
-    installed (:mod:`irt_fast.serve.http_protocol`), else uvicorn's own choice."""
+    """uvicorn's HTTP protocol: the gateway's httptools protocol (one write per response, no
+    reset when a worker retires; :mod:`irt_fast.serve.http_protocol`) when httptools is
+    installed, else uvicorn's own choice."""
     if importlib.util.find_spec("httptools") is None:
         return "auto"
     return "irt_fast.serve.http_protocol:GatewayHttpProtocol"
